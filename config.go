@@ -1,0 +1,274 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/devport/devport/fleet/sim"
+)
+
+// config is devport's settings, from flags over DEVPORT_* variables over defaults.
+type config struct {
+	Addr             string
+	DataDir          string
+	DatabaseURL      string
+	DevLogin         bool
+	OIDCIssuer       string
+	OIDCClientID     string
+	OIDCClientSecret string
+	OIDCRedirectURL  string
+	AdminGroups      []string
+	ReviewerGroups   []string
+	SimLatency       time.Duration
+	SimFailures      map[string]float64
+	SessionIdle      time.Duration
+	SessionMaxAge    time.Duration
+	LogLevel         string
+	LogFormat        string
+}
+
+// setting is one configuration value: its flag, its variable, its default,
+// and how to read it.
+type setting struct {
+	flag, env, def, usage string
+	set               func(string) error
+}
+
+// settingError names the setting and what is wrong with it.
+type settingError struct {
+	env, flag, value, problem string
+}
+
+func (e *settingError) Error() string {
+	return fmt.Sprintf("invalid setting %s (--%s) = %q: %s", e.env, e.flag, e.value, e.problem)
+}
+
+func settings(c *config, devLogin *string) []setting {
+	dur := func(dst *time.Duration, min time.Duration) func(string) error {
+		return func(v string) error {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				return errors.New("not a duration such as 3s, 500ms or 12h")
+			}
+			if d < min {
+				return fmt.Errorf("must be at least %s", min)
+			}
+			*dst = d
+			return nil
+		}
+	}
+	str := func(dst *string) func(string) error {
+		return func(v string) error { *dst = strings.TrimSpace(v); return nil }
+	}
+	list := func(dst *[]string) func(string) error {
+		return func(v string) error {
+			*dst = nil
+			for _, g := range strings.Split(v, ",") {
+				if g = strings.TrimSpace(g); g != "" {
+					*dst = append(*dst, g)
+				}
+			}
+			return nil
+		}
+	}
+	return []setting{
+		{"addr", "DEVPORT_ADDR", "127.0.0.1:8080", "address to listen on (host:port)", func(v string) error {
+			host, port, err := net.SplitHostPort(v)
+			if err != nil {
+				return errors.New("not host:port, such as 127.0.0.1:8080")
+			}
+			if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+				return errors.New("the port must be a number from 0 to 65535")
+			}
+			if host != "" && net.ParseIP(host) == nil && host != "localhost" {
+				return errors.New("the host must be an IP address or localhost")
+			}
+			c.Addr = v
+			return nil
+		}},
+		{"data-dir", "DEVPORT_DATA_DIR", "./data", "directory for the database and generated secrets", func(v string) error {
+			if strings.TrimSpace(v) == "" {
+				return errors.New("must not be empty")
+			}
+			c.DataDir = filepath.Clean(v)
+			return nil
+		}},
+		{"database-url", "DEVPORT_DATABASE_URL", "", "database (default: SQLite in the data directory; sqlite:PATH for another file)", func(v string) error {
+			v = strings.TrimSpace(v)
+			switch {
+			case v == "":
+			case strings.HasPrefix(v, "sqlite:"), strings.HasPrefix(v, "file:"):
+				u, err := url.Parse(v)
+				if err != nil || (u.Opaque == "" && u.Path == "") {
+					return errors.New("not a SQLite URL such as sqlite:/var/lib/devport/devport.db")
+				}
+			case strings.HasPrefix(v, "postgres://"), strings.HasPrefix(v, "postgresql://"):
+				return errors.New("this build runs on SQLite only; PostgreSQL is not supported yet")
+			default:
+				return errors.New("not a database URL this build knows (sqlite:PATH)")
+			}
+			c.DatabaseURL = v
+			return nil
+		}},
+		{"dev-login", "DEVPORT_DEV_LOGIN", "", "enable the dev login: 1 or 0 (default: on when no OIDC issuer is set and the address is loopback)", func(v string) error {
+			switch strings.ToLower(strings.TrimSpace(v)) {
+			case "", "1", "0", "true", "false", "on", "off", "yes", "no":
+				*devLogin = strings.ToLower(strings.TrimSpace(v))
+				return nil
+			}
+			return errors.New("must be 1 or 0")
+		}},
+		{"oidc-issuer", "DEVPORT_OIDC_ISSUER", "", "OpenID Provider issuer URL", func(v string) error {
+			if v == "" {
+				c.OIDCIssuer = ""
+				return nil
+			}
+			u, err := url.Parse(v)
+			if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+				return errors.New("not an http(s) URL")
+			}
+			c.OIDCIssuer = strings.TrimRight(v, "/")
+			return nil
+		}},
+		{"oidc-client-id", "DEVPORT_OIDC_CLIENT_ID", "", "OAuth client ID registered with the provider", str(&c.OIDCClientID)},
+		{"oidc-client-secret", "DEVPORT_OIDC_CLIENT_SECRET", "", "OAuth client secret", str(&c.OIDCClientSecret)},
+		{"oidc-redirect-url", "DEVPORT_OIDC_REDIRECT_URL", "", "this portal's callback URL, ending in /auth/oidc/callback", func(v string) error {
+			if v == "" {
+				c.OIDCRedirectURL = ""
+				return nil
+			}
+			u, err := url.Parse(v)
+			if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+				return errors.New("not an http(s) URL")
+			}
+			if u.Path != "/auth/oidc/callback" {
+				return errors.New("the path must be /auth/oidc/callback")
+			}
+			c.OIDCRedirectURL = v
+			return nil
+		}},
+		{"admin-groups", "DEVPORT_ADMIN_GROUPS", "devport-admins", "comma-separated provider groups whose members are admins", list(&c.AdminGroups)},
+		{"reviewer-groups", "DEVPORT_REVIEWER_GROUPS", "devport-reviewers", "comma-separated provider groups whose members are reviewers", list(&c.ReviewerGroups)},
+		{"sim-latency", "DEVPORT_SIM_LATENCY", "3s", "how long the simulated fleet takes to create an environment; 0s is instant", dur(&c.SimLatency, 0)},
+		{"sim-failures", "DEVPORT_SIM_FAILURES", "", "simulated failure rates, such as create=0.1,start=0.05", func(v string) error {
+			f, err := sim.ParseFailures(v)
+			if err != nil {
+				return err
+			}
+			c.SimFailures = f
+			return nil
+		}},
+		{"session-idle", "DEVPORT_SESSION_IDLE", "12h", "a web session ends after this long unused", dur(&c.SessionIdle, time.Minute)},
+		{"session-max-age", "DEVPORT_SESSION_MAX_AGE", "168h", "a web session ends this long after sign-in, used or not", dur(&c.SessionMaxAge, time.Minute)},
+		{"log-level", "DEVPORT_LOG_LEVEL", "info", "debug, info, warn or error", func(v string) error {
+			switch v {
+			case "debug", "info", "warn", "error":
+				c.LogLevel = v
+				return nil
+			}
+			return errors.New("must be debug, info, warn or error")
+		}},
+		{"log-format", "DEVPORT_LOG_FORMAT", "text", "text or json", func(v string) error {
+			if v != "text" && v != "json" {
+				return errors.New("must be text or json")
+			}
+			c.LogFormat = v
+			return nil
+		}},
+	}
+}
+
+// parseConfig reads the settings of a subcommand: defaults, then DEVPORT_*
+// variables, then flags. Any invalid value stops with its setting's name.
+func parseConfig(name string, args []string, getenv func(string) string, out io.Writer, extra func(*flag.FlagSet)) (config, error) {
+	var c config
+	var devLogin string
+	fs := flag.NewFlagSet("devport "+name, flag.ContinueOnError)
+	fs.SetOutput(out)
+	for _, s := range settings(&c, &devLogin) {
+		value := s.def
+		if v, ok := lookup(getenv, s.env); ok {
+			value = v
+		}
+		if err := s.set(value); err != nil {
+			return c, &settingError{env: s.env, flag: s.flag, value: value, problem: err.Error()}
+		}
+		fs.Func(s.flag, s.usage+" ["+s.env+", default "+strconv.Quote(s.def)+"]", func(v string) error {
+			if err := s.set(v); err != nil {
+				return &settingError{env: s.env, flag: s.flag, value: v, problem: err.Error()}
+			}
+			return nil
+		})
+	}
+	if extra != nil {
+		extra(fs)
+	}
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("devport %s: unexpected argument %q", name, fs.Arg(0))
+	}
+	return c, c.finish(devLogin)
+}
+
+func lookup(getenv func(string) string, key string) (string, bool) {
+	v := getenv(key)
+	return v, v != ""
+}
+
+// finish checks the settings together.
+func (c *config) finish(devLogin string) error {
+	oidcSet := c.OIDCIssuer != "" || c.OIDCClientID != "" || c.OIDCRedirectURL != ""
+	if oidcSet {
+		switch {
+		case c.OIDCIssuer == "":
+			return &settingError{env: "DEVPORT_OIDC_ISSUER", flag: "oidc-issuer", problem: "is required when any OIDC setting is given"}
+		case c.OIDCClientID == "":
+			return &settingError{env: "DEVPORT_OIDC_CLIENT_ID", flag: "oidc-client-id", problem: "is required with DEVPORT_OIDC_ISSUER"}
+		case c.OIDCRedirectURL == "":
+			return &settingError{env: "DEVPORT_OIDC_REDIRECT_URL", flag: "oidc-redirect-url", value: "", problem: "is required with DEVPORT_OIDC_ISSUER, such as https://devport.example.com/auth/oidc/callback"}
+		}
+	}
+	switch devLogin {
+	case "1", "true", "on", "yes":
+		c.DevLogin = true
+	case "0", "false", "off", "no":
+		c.DevLogin = false
+	default:
+		c.DevLogin = c.OIDCIssuer == "" && isLoopback(c.Addr)
+	}
+	return nil
+}
+
+// DatabasePath is the SQLite file.
+func (c config) DatabasePath() string {
+	if c.DatabaseURL == "" {
+		return filepath.Join(c.DataDir, "devport.db")
+	}
+	u, _ := url.Parse(c.DatabaseURL)
+	if u.Opaque != "" {
+		return u.Opaque
+	}
+	return u.Path
+}
+
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

@@ -1,0 +1,128 @@
+// Package fleet is what the portal asks of infrastructure. Nothing above it
+// knows which driver runs a host: jobs call a Driver, chosen by the host's
+// driver name. Every call is idempotent, carries an idempotency key where it
+// makes something, and may be slow; the portal calls drivers only from jobs.
+package fleet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+)
+
+// Errors a driver reports in a way callers can act on.
+var (
+	// ErrNotFound: the instance does not exist (or no longer does).
+	ErrNotFound = errors.New("instance not found")
+	// ErrUnreachable: the host does not answer; retrying later may help.
+	ErrUnreachable = errors.New("host unreachable")
+	// ErrNotSupported: the driver cannot do this (for example live migration).
+	ErrNotSupported = errors.New("not supported by this driver")
+)
+
+// Spec is what to create: an environment of a flavour's size on a host.
+type Spec struct {
+	// Key makes Create idempotent: a second Create with the same key returns
+	// the instance the first one made. It names the operation and the object,
+	// such as "provision:devserver:42".
+	Key      string
+	Name     string // the devserver's name, for labels and logs
+	Host     string // the host's name in the inventory
+	Image    string // driver-specific; empty means the driver's default
+	CPUs     int
+	MemoryGB int
+	DiskGB   int
+	GPUs     int
+}
+
+// Instance is an environment as the driver sees it.
+type Instance struct {
+	ID      string
+	Host    string
+	State   string // created, running, stopped
+	Address string
+}
+
+// ExecResult is what a command run in an instance produced.
+type ExecResult struct {
+	ExitCode int
+	Output   string
+}
+
+// BackupInfo describes a copy of an instance's persistent data.
+type BackupInfo struct {
+	SizeBytes int64
+	SHA256    string
+}
+
+// Health is an instance's condition.
+type Health struct {
+	OK     bool
+	Detail string
+	At     time.Time
+}
+
+// Capacity is what a host can take, as the driver reports it.
+type Capacity struct {
+	CPUs      int
+	MemoryGB  int
+	DiskGB    int
+	GPUs      int
+	Instances int // live instances on the host
+}
+
+// Driver runs environments on hosts.
+type Driver interface {
+	// Name is how hosts refer to the driver ("sim", "docker").
+	Name() string
+	Create(ctx context.Context, spec Spec) (Instance, error)
+	Start(ctx context.Context, id string) (Instance, error)
+	Stop(ctx context.Context, id string) error
+	// Destroy removes the instance and its data. Destroying what is already
+	// gone succeeds.
+	Destroy(ctx context.Context, id string) error
+	// Exec runs a command (a feature install, a one-off) and returns its output.
+	Exec(ctx context.Context, id string, cmd []string) (ExecResult, error)
+	// Backup streams the instance's persistent data to w.
+	Backup(ctx context.Context, id string, w io.Writer) (BackupInfo, error)
+	// Restore replaces the instance's persistent data with a backup read from r.
+	Restore(ctx context.Context, id string, r io.Reader) error
+	// Migrate moves a running instance to another host without stopping it.
+	Migrate(ctx context.Context, id, toHost string) (Instance, error)
+	Health(ctx context.Context, id string) (Health, error)
+	Capacity(ctx context.Context, host string) (Capacity, error)
+}
+
+// Fleet chooses the driver of a host by the driver's name.
+type Fleet struct {
+	drivers map[string]Driver
+}
+
+// New returns a fleet of the given drivers.
+func New(drivers ...Driver) *Fleet {
+	f := &Fleet{drivers: map[string]Driver{}}
+	for _, d := range drivers {
+		f.drivers[d.Name()] = d
+	}
+	return f
+}
+
+// Driver returns the driver called name.
+func (f *Fleet) Driver(name string) (Driver, error) {
+	d, ok := f.drivers[name]
+	if !ok {
+		return nil, fmt.Errorf("no fleet driver %q", name)
+	}
+	return d, nil
+}
+
+// Names lists the drivers' names.
+func (f *Fleet) Names() []string {
+	names := make([]string, 0, len(f.drivers))
+	for n := range f.drivers {
+		names = append(names, n)
+	}
+	return names
+}

@@ -1,0 +1,117 @@
+// Package handlers is devport's URL surface: HTML pages and /api/v1, one file
+// per area. This file lists every route.
+package handlers
+
+import (
+	"context"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/devport/devport/jobs"
+	"github.com/devport/devport/store"
+	"github.com/devport/devport/web"
+)
+
+// Enqueuer inserts a job in the transaction of the change that needs it.
+type Enqueuer interface {
+	Enqueue(ctx context.Context, tx *store.Tx, args jobs.Args) error
+}
+
+// Options is what the routes need.
+type Options struct {
+	Log      *slog.Logger
+	Store    *store.Store
+	Jobs     Enqueuer
+	Sessions *web.SessionStore
+	// OIDC is nil when no identity provider is configured.
+	OIDC     *web.OIDC
+	DevLogin bool
+	// Fleet is shown in every page's frame, such as "simulated fleet".
+	Fleet string
+	// Registry holds the metrics /metrics serves; the HTTP metrics are added to it.
+	Registry *prometheus.Registry
+	// Ready reports whether the portal can serve (database and job runner up).
+	Ready  func(context.Context) error
+	Static fs.FS
+	// RequestTimeout bounds a request's work (default 30 s).
+	RequestTimeout time.Duration
+}
+
+// New returns the router with every route.
+func New(o Options) http.Handler {
+	log := o.Log.With("component", "web")
+	if o.RequestTimeout == 0 {
+		o.RequestTimeout = 30 * time.Second
+	}
+	auth := &web.Auth{Store: o.Store, Sessions: o.Sessions, Log: log, DevLogin: o.DevLogin, Fleet: o.Fleet}
+	s, q := o.Store, o.Jobs
+
+	r := chi.NewRouter()
+	r.Use(web.RequestIDs, web.AccessLog(log, web.NewHTTPMetrics(o.Registry)), web.Recover(log), web.SecurityHeaders,
+		middleware.Timeout(o.RequestTimeout), web.CrossOrigin(log), auth.Middleware)
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) { web.Error(w, r, log, web.ErrRouteNotFound) })
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) { web.Error(w, r, log, web.ErrMethod) })
+
+	r.Get("/healthz", healthz)
+	r.Get("/readyz", readyz(log, o.Ready))
+	r.Handle("/metrics", promhttp.HandlerFor(o.Registry, promhttp.HandlerOpts{Registry: o.Registry}))
+	r.Handle("/static/*", staticFiles(o.Static))
+
+	// Sign-in.
+	r.Get("/login", loginPage(log, o.OIDC != nil, o.DevLogin))
+	if o.DevLogin {
+		r.Post("/login/dev", devLogin(log, s, o.Sessions))
+	}
+	if o.OIDC != nil {
+		r.Get("/auth/oidc/start", oidcStart(log, o.OIDC, o.Sessions))
+		r.Get("/auth/oidc/callback", oidcCallback(log, s, o.OIDC, o.Sessions))
+	}
+	r.Post("/logout", logout(log, o.Sessions))
+
+	// Pages.
+	r.Group(func(r chi.Router) {
+		r.Use(web.RequireUser(log), web.NoStore)
+		r.Get("/", home)
+		r.Get("/devservers", listDevservers(log, s))
+		r.Get("/devservers/new", reserveForm(log, s))
+		r.Get("/devservers/new/regions", reserveRegions(log, s))
+		r.Post("/devservers", reserveDevserver(log, s, q, o.Sessions))
+		r.Get("/devservers/{name}", showDevserver(log, s))
+		r.Post("/devservers/{name}/release", releaseDevserver(log, s, q, o.Sessions))
+	})
+
+	// The API: every action of the UI, with the same authorization.
+	r.Route("/api/v1", func(r chi.Router) {
+		r.Use(web.RequireUser(log), web.RequireWriteScope(log), web.NoStore)
+		r.NotFound(func(w http.ResponseWriter, r *http.Request) { web.Error(w, r, log, web.ErrRouteNotFound) })
+		r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) { web.Error(w, r, log, web.ErrMethod) })
+		r.Get("/me", apiMe)
+		r.Get("/regions", apiRegions(log, s))
+		r.Get("/flavors", apiFlavors(log, s))
+		r.Get("/features", apiFeatures(log, s))
+		r.Get("/devservers", apiListDevservers(log, s))
+		r.Post("/devservers", apiReserveDevserver(log, s, q))
+		r.Get("/devservers/{name}", apiShowDevserver(log, s))
+		r.Post("/devservers/{name}/release", apiReleaseDevserver(log, s, q))
+	})
+	return r
+}
+
+func home(w http.ResponseWriter, r *http.Request) {
+	http.Redirect(w, r, "/devservers", http.StatusSeeOther)
+}
+
+func staticFiles(fsys fs.FS) http.Handler {
+	files := http.StripPrefix("/static/", http.FileServerFS(fsys))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "public, max-age=3600")
+		files.ServeHTTP(w, r)
+	})
+}

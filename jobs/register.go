@@ -1,0 +1,163 @@
+// Package jobs runs devport's background work on River, in process, on the
+// same database as everything else: a job is inserted in the transaction of
+// the change that needs it, and a job whose effect is in the database
+// completes in that same transaction.
+package jobs
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riversqlite"
+	"github.com/riverqueue/river/rivermigrate"
+
+	"github.com/devport/devport/fleet"
+	"github.com/devport/devport/store"
+)
+
+// Options configure the job runner.
+type Options struct {
+	Store *store.Store
+	Fleet *fleet.Fleet
+	Log   *slog.Logger
+	// Metrics receives the job metrics; nil skips them.
+	Metrics prometheus.Registerer
+	// Workers is how many jobs run at once (default 20). Most wait on the fleet.
+	Workers int
+	// SessionIdle is how long a web session may sit unused before cleanup removes it.
+	SessionIdle time.Duration
+}
+
+// Runner is the in-process job queue and its workers.
+type Runner struct {
+	client  *river.Client[*sql.Tx]
+	log     *slog.Logger
+	running atomic.Bool
+	metrics *jobMetrics
+	stopSub func()
+}
+
+// Per-kind limits. River's one-hour rescue default is far too slow for a
+// portal: a job stuck longer than its kind's timeout is rescued within
+// minutes. The rescue window must exceed the longest timeout.
+const (
+	provisionTimeout = 5 * time.Minute
+	releaseTimeout   = 5 * time.Minute
+	cleanupTimeout   = time.Minute
+	rescueAfter      = provisionTimeout + time.Minute
+)
+
+// New applies River's migrations and prepares the workers. Start runs them.
+func New(ctx context.Context, opts Options) (*Runner, error) {
+	if opts.Workers <= 0 {
+		opts.Workers = 20
+	}
+	if opts.SessionIdle <= 0 {
+		opts.SessionIdle = 12 * time.Hour
+	}
+	log := opts.Log.With("component", "jobs")
+	driver := riversqlite.New(opts.Store.WriteDB())
+	migrator, err := rivermigrate.New(driver, &rivermigrate.Config{Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("jobs: %w", err)
+	}
+	if _, err := migrator.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
+		return nil, fmt.Errorf("jobs: migrate: %w", err)
+	}
+
+	workers := river.NewWorkers()
+	river.AddWorker(workers, &provisionWorker{s: opts.Store, f: opts.Fleet, log: log})
+	river.AddWorker(workers, &releaseWorker{s: opts.Store, f: opts.Fleet, log: log})
+	river.AddWorker(workers, &sessionCleanupWorker{s: opts.Store, idle: opts.SessionIdle, log: log})
+
+	client, err := river.NewClient(driver, &river.Config{
+		Logger:                      log,
+		Queues:                      map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: opts.Workers}},
+		Workers:                     workers,
+		JobTimeout:                  provisionTimeout,
+		RescueStuckJobsAfter:        rescueAfter,
+		FetchCooldown:               50 * time.Millisecond,
+		FetchPollInterval:           250 * time.Millisecond,
+		CompletedJobRetentionPeriod: 24 * time.Hour,
+		PeriodicJobs: []*river.PeriodicJob{
+			river.NewPeriodicJob(river.PeriodicInterval(15*time.Minute), func() (river.JobArgs, *river.InsertOpts) {
+				return SessionCleanupArgs{}, nil
+			}, &river.PeriodicJobOpts{RunOnStart: true}),
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jobs: %w", err)
+	}
+	r := &Runner{client: client, log: log}
+	if opts.Metrics != nil {
+		r.metrics = newJobMetrics(opts.Metrics)
+	}
+	return r, nil
+}
+
+// Start runs the workers until Stop.
+func (r *Runner) Start(ctx context.Context) error {
+	if r.metrics != nil {
+		events, cancel := r.client.Subscribe(river.EventKindJobCompleted, river.EventKindJobFailed, river.EventKindJobCancelled)
+		r.stopSub = cancel
+		go r.metrics.observe(events)
+	}
+	if err := r.client.Start(ctx); err != nil {
+		return fmt.Errorf("jobs: start: %w", err)
+	}
+	r.running.Store(true)
+	r.log.Info("Started job runner")
+	return nil
+}
+
+// Running tells whether the runner is working (for /readyz).
+func (r *Runner) Running() bool { return r.running.Load() }
+
+// Stop lets running jobs finish until ctx ends, then cancels them; a cancelled
+// job is retried at the next start.
+func (r *Runner) Stop(ctx context.Context) error {
+	r.running.Store(false)
+	defer func() {
+		if r.stopSub != nil {
+			r.stopSub()
+		}
+	}()
+	err := r.client.Stop(ctx)
+	if err != nil && ctx.Err() != nil {
+		hard, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return r.client.StopAndCancel(hard)
+	}
+	return err
+}
+
+// Enqueue inserts a job in the write transaction of the change that needs it.
+func (r *Runner) Enqueue(ctx context.Context, tx *store.Tx, args river.JobArgs) error {
+	if _, err := r.client.InsertTx(ctx, tx.Tx.Tx, args, nil); err != nil {
+		return fmt.Errorf("enqueue %s: %w", args.Kind(), err)
+	}
+	return nil
+}
+
+// completeTx marks a job done inside the transaction that records its effect.
+func completeTx[T river.JobArgs](ctx context.Context, tx *store.Tx, job *river.Job[T]) error {
+	if _, err := river.JobCompleteTx[*riversqlite.Driver](ctx, tx.Tx.Tx, job); err != nil {
+		return fmt.Errorf("complete job %d: %w", job.ID, err)
+	}
+	return nil
+}
+
+// backoff is a short exponential retry schedule: 1 s, 2 s, 4 s … capped at a minute.
+func backoff(attempt int) time.Time {
+	d := time.Second << min(attempt-1, 6)
+	return time.Now().Add(min(d, time.Minute))
+}
+
+// Args is a job's arguments, as handlers enqueue them.
+type Args = river.JobArgs

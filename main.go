@@ -1,0 +1,315 @@
+// Command devport is a self-hosted portal for developer environments.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/devport/devport/fleet"
+	"github.com/devport/devport/fleet/sim"
+	"github.com/devport/devport/handlers"
+	"github.com/devport/devport/jobs"
+	"github.com/devport/devport/static"
+	"github.com/devport/devport/store"
+	"github.com/devport/devport/web"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args, os.Getenv, os.Stdout); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "devport:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+const usage = `devport — a portal for developer environments
+
+Usage:
+  devport [serve] [flags]     run the portal (default)
+  devport migrate [flags]     apply database migrations and exit
+  devport token create --user EMAIL [--role admin] [--role reviewer] [--name NAME] [flags]
+                              create a user (if new) and a personal access token; prints the token once
+  devport version             print the version
+
+Run "devport serve -h" for the settings; each flag also reads a DEVPORT_* variable.
+`
+
+// run is devport: main and the tests both start it.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	if len(args) > 0 {
+		args = args[1:]
+	}
+	cmd := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "serve":
+		return serve(ctx, args, getenv, stdout)
+	case "migrate":
+		return migrate(ctx, args, getenv, stdout)
+	case "token":
+		if len(args) == 0 || args[0] != "create" {
+			return errors.New("usage: devport token create --user EMAIL [--role admin] [--role reviewer] [--name NAME]")
+		}
+		return tokenCreate(ctx, args[1:], getenv, stdout)
+	case "version":
+		fmt.Fprintln(stdout, "devport", version)
+		return nil
+	case "help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	return fmt.Errorf("unknown command %q\n\n%s", cmd, usage)
+}
+
+func newLogger(c config, out io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.LogLevel))
+	opts := &slog.HandlerOptions{Level: level}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(out, opts))
+	}
+	return slog.New(slog.NewTextHandler(out, opts))
+}
+
+func openStore(ctx context.Context, c config, log *slog.Logger) (*store.Store, error) {
+	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory %s: %w", c.DataDir, err)
+	}
+	return store.Open(ctx, store.Options{Path: c.DatabasePath(), Log: log})
+}
+
+func migrate(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	c, err := parseConfig("migrate", args, getenv, stdout, nil)
+	if err != nil {
+		return err
+	}
+	s, err := openStore(ctx, c, newLogger(c, stdout))
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	cur, latest, err := s.SchemaVersion(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "database %s is at schema version %d of %d\n", c.DatabasePath(), cur, latest)
+	return nil
+}
+
+type repeated []string
+
+func (r *repeated) String() string     { return strings.Join(*r, ",") }
+func (r *repeated) Set(v string) error { *r = append(*r, v); return nil }
+
+func tokenCreate(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	var email, name, expires string
+	var roles repeated
+	c, err := parseConfig("token create", args, getenv, stdout, func(fs *flag.FlagSet) {
+		fs.StringVar(&email, "user", "", "the user's email address (required)")
+		fs.Var(&roles, "role", "a role to grant: admin or reviewer (repeatable)")
+		fs.StringVar(&name, "name", "cli", "a name for the token")
+		fs.StringVar(&expires, "expires", "", "how long the token lives, such as 720h (default: no expiry)")
+	})
+	if err != nil {
+		return err
+	}
+	if email == "" {
+		return errors.New("token create: --user EMAIL is required")
+	}
+	for _, r := range roles {
+		if !store.ValidRole(r) {
+			return fmt.Errorf("token create: --role %q is not a role (admin, reviewer)", r)
+		}
+	}
+	s, err := openStore(ctx, c, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	var expiresAt *time.Time
+	if expires != "" {
+		d, err := time.ParseDuration(expires)
+		if err != nil || d <= 0 {
+			return fmt.Errorf("token create: --expires %q is not a positive duration such as 720h", expires)
+		}
+		t := s.Now().Add(d)
+		expiresAt = &t
+	}
+	var secret string
+	err = s.InTx(ctx, func(tx *store.Tx) error {
+		u, err := tx.UpsertUser(ctx, email, "", false)
+		if err != nil {
+			return err
+		}
+		if len(roles) > 0 {
+			if err := tx.SetRoles(ctx, u.ID, append(u.Roles, roles...)); err != nil {
+				return err
+			}
+		} else if len(u.Roles) == 0 {
+			if err := tx.SetRoles(ctx, u.ID, nil); err != nil {
+				return err
+			}
+		}
+		t, sec, err := tx.CreateToken(ctx, u.ID, name, "full", expiresAt)
+		if err != nil {
+			return err
+		}
+		secret = sec
+		return tx.Audit(ctx, store.Actor{Name: "cli:token-create"}, "token.create", "token", fmt.Sprint(t.ID),
+			map[string]any{"user": u.Email, "name": t.Name, "roles": []string(roles)})
+	})
+	if err != nil {
+		var ve *store.ValidationError
+		if errors.As(err, &ve) {
+			return fmt.Errorf("token create: %s", ve.Error())
+		}
+		return err
+	}
+	fmt.Fprintln(stdout, secret)
+	return nil
+}
+
+// secretKey returns the data directory's key of that name, generating it (mode 0600) on first use.
+func secretKey(dataDir, name string) ([]byte, error) {
+	dir := filepath.Join(dataDir, "secrets")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("secrets: %w", err)
+	}
+	path := filepath.Join(dir, name)
+	b, err := os.ReadFile(path)
+	if err == nil {
+		if len(b) < 32 {
+			return nil, fmt.Errorf("secret %s is shorter than 32 bytes; delete it to generate a new one", path)
+		}
+		return b, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("secret %s: %w", path, err)
+	}
+	b = make([]byte, 64)
+	_, _ = rand.Read(b)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("secret %s: %w", path, err)
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("secret %s: %w", path, err)
+	}
+	return b, f.Close()
+}
+
+func serve(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	c, err := parseConfig("serve", args, getenv, stdout, nil)
+	if err != nil {
+		return err
+	}
+	log := newLogger(c, stdout)
+	if c.DevLogin {
+		log.Warn("The dev login is enabled: anyone who reaches this portal can sign in as anyone", "addr", c.Addr)
+	}
+	if !c.DevLogin && c.OIDCIssuer == "" {
+		return errors.New("no way to sign in: set DEVPORT_OIDC_ISSUER (with its client settings) or DEVPORT_DEV_LOGIN=1")
+	}
+	s, err := openStore(ctx, c, log)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	if seeded, err := s.SeedInventory(ctx, store.Demo("sim")); err != nil {
+		return err
+	} else if seeded {
+		log.Info("Seeded the demo inventory on the simulated fleet")
+	}
+	key, err := secretKey(c.DataDir, "session-key")
+	if err != nil {
+		return err
+	}
+
+	registry := prometheus.NewRegistry()
+	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	simDriver := sim.New(s, sim.Options{Latency: c.SimLatency, Failures: c.SimFailures, Seed: 1})
+	runner, err := jobs.New(ctx, jobs.Options{Store: s, Fleet: fleet.New(simDriver), Log: log, Metrics: registry, SessionIdle: c.SessionIdle})
+	if err != nil {
+		return err
+	}
+	// Jobs run on their own context: a shutdown lets them finish (Stop), not die mid-call.
+	if err := runner.Start(context.WithoutCancel(ctx)); err != nil {
+		return err
+	}
+
+	var oidc *web.OIDC
+	if c.OIDCIssuer != "" {
+		oidc = web.NewOIDC(web.OIDCConfig{
+			Issuer: c.OIDCIssuer, ClientID: c.OIDCClientID, ClientSecret: c.OIDCClientSecret, RedirectURL: c.OIDCRedirectURL,
+			AdminGroups: c.AdminGroups, ReviewerGroups: c.ReviewerGroups,
+		})
+	}
+	secure := strings.HasPrefix(c.OIDCRedirectURL, "https://")
+	router := handlers.New(handlers.Options{
+		Log: log, Store: s, Jobs: runner, OIDC: oidc, DevLogin: c.DevLogin, Fleet: "simulated fleet", Registry: registry,
+		Sessions: web.NewSessionStore(s, key, c.SessionIdle, c.SessionMaxAge, secure, log),
+		Ready: func(ctx context.Context) error {
+			if err := s.Ping(ctx); err != nil {
+				return errors.New("database unavailable")
+			}
+			if !runner.Running() {
+				return errors.New("job runner not running")
+			}
+			return nil
+		},
+		Static: static.FS,
+	})
+
+	ln, err := net.Listen("tcp", c.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s (DEVPORT_ADDR): %w", c.Addr, err)
+	}
+	srv := &http.Server{
+		Handler: router, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	fmt.Fprintf(stdout, "devport listening on http://%s\n", ln.Addr())
+	log.Info("Serving", "addr", ln.Addr().String(), "data_dir", c.DataDir, "dev_login", c.DevLogin, "oidc", c.OIDCIssuer != "", "version", version)
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		_ = runner.Stop(context.Background())
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("Shutting down")
+	shutdown, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	herr := srv.Shutdown(shutdown)
+	jerr := runner.Stop(shutdown)
+	log.Info("Stopped")
+	return errors.Join(herr, jerr)
+}

@@ -1,0 +1,35 @@
+package store
+
+import (
+	"errors"
+	"io/fs"
+	"net/url"
+
+	sqlite3 "github.com/mattn/go-sqlite3" // the embedded SQL engine
+)
+
+// sqliteDSN is the one place that knows SQLite's connection settings: WAL,
+// a busy timeout so callers never see SQLITE_BUSY, foreign keys on,
+// synchronous=NORMAL, and IMMEDIATE write transactions on the writer.
+func sqliteDSN(path string, writer bool) string {
+	v := url.Values{}
+	v.Set("_journal_mode", "WAL")
+	v.Set("_busy_timeout", "10000")
+	v.Set("_foreign_keys", "on")
+	v.Set("_synchronous", "NORMAL")
+	v.Set("_cache_size", "-16000")
+	if writer {
+		v.Set("_txlock", "immediate")
+	} else {
+		v.Set("_query_only", "true")
+	}
+	return "file:" + path + "?" + v.Encode()
+}
+
+func subFS(fsys fs.FS, dir string) (fs.FS, error) { return fs.Sub(fsys, dir) }
+
+// isUniqueViolation tells whether err is a unique or primary-key failure.
+func isUniqueViolation(err error) bool {
+	var se sqlite3.Error
+	return errors.As(err, &se) && (se.ExtendedCode == sqlite3.ErrConstraintUnique || se.ExtendedCode == sqlite3.ErrConstraintPrimaryKey)
+}

@@ -1,0 +1,17 @@
+package store
+
+// Authorization rules, one function per action and object. Handlers ask
+// these and nothing else; a test holds them as a full matrix.
+
+// CanSeeDevserver: the owner and admins.
+func CanSeeDevserver(u User, d Devserver) bool {
+	return u.ID == d.OwnerID || u.Has(RoleAdmin)
+}
+
+// CanReleaseDevserver: the owner and admins.
+func CanReleaseDevserver(u User, d Devserver) bool {
+	return u.ID == d.OwnerID || u.Has(RoleAdmin)
+}
+
+// CanListAllDevservers: admins.
+func CanListAllDevservers(u User) bool { return u.Has(RoleAdmin) }

@@ -1,0 +1,43 @@
+// Package views holds devport's templ components: the layout, shared
+// components, and one file per area with its page and partials.
+package views
+
+import (
+	"context"
+
+	"github.com/devport/devport/store"
+)
+
+// Chrome is what every page's frame shows: who is signed in, how, and the
+// flash messages of the last action.
+type Chrome struct {
+	User     *store.User
+	DevLogin bool   // the dev login is enabled: every page says so
+	Fleet    string // "simulated fleet" where the fleet is not real
+	Flashes  []Flash
+	// Refresh makes a page without JavaScript reload itself while something on it is changing.
+	Refresh bool
+	// RequestID identifies the request in logs, shown on error pages.
+	RequestID string
+}
+
+// Flash is a one-time message shown after an action.
+type Flash struct {
+	Kind    string // success, error, info
+	Message string
+}
+
+type chromeKey struct{}
+
+// WithChrome stores the chrome in a context.
+func WithChrome(ctx context.Context, c *Chrome) context.Context {
+	return context.WithValue(ctx, chromeKey{}, c)
+}
+
+// ChromeFrom returns the chrome stored in ctx, or an empty one.
+func ChromeFrom(ctx context.Context) *Chrome {
+	if c, ok := ctx.Value(chromeKey{}).(*Chrome); ok {
+		return c
+	}
+	return &Chrome{}
+}

@@ -1,0 +1,40 @@
+package views
+
+import (
+	"net/url"
+	"strconv"
+)
+
+// Element IDs and URLs come from these functions, so an hx-target and the id
+// it names cannot drift apart.
+
+// DevserverURL is a devserver's page.
+func DevserverURL(name string) string { return "/devservers/" + url.PathEscape(name) }
+
+// DevserverReleaseURL is where a devserver's release is posted.
+func DevserverReleaseURL(name string) string { return DevserverURL(name) + "/release" }
+
+// DevserverStatusID is the id of a devserver's live status panel.
+func DevserverStatusID(name string) string { return "devserver-status-" + name }
+
+// DevserverRowsID is the id of the devserver list's body.
+const DevserverRowsID = "devserver-rows"
+
+// ReserveURL is the reservation form.
+const ReserveURL = "/devservers/new"
+
+// ReserveRegionsURL returns the region choices for a flavour.
+func ReserveRegionsURL() string { return "/devservers/new/regions" }
+
+// ReserveRegionsID is the id of the region choices on the reservation form.
+const ReserveRegionsID = "reserve-regions"
+
+// LoginURL is the sign-in page, returning to next afterwards.
+func LoginURL(next string) string {
+	if next == "" || next == "/" {
+		return "/login"
+	}
+	return "/login?next=" + url.QueryEscape(next)
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }

@@ -1,0 +1,118 @@
+package web
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/devport/devport/store"
+	"github.com/devport/devport/views"
+)
+
+// RequestError is a request the server will not act on, with the status and
+// the API error code to answer with.
+type RequestError struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+func (e *RequestError) Error() string { return e.Message }
+
+// Errors handlers return for requests that cannot proceed.
+var (
+	ErrUnauthenticated = &RequestError{Status: http.StatusUnauthorized, Code: "unauthenticated", Message: "Sign in or send a valid personal access token."}
+	ErrForbidden       = &RequestError{Status: http.StatusForbidden, Code: "forbidden", Message: "You are not allowed to do that."}
+	ErrCrossOrigin     = &RequestError{Status: http.StatusForbidden, Code: "cross_origin", Message: "Cross-origin requests that change things are refused."}
+	ErrRouteNotFound   = &RequestError{Status: http.StatusNotFound, Code: "not_found", Message: "There is no such page."}
+	ErrMethod          = &RequestError{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed", Message: "That method is not allowed here."}
+)
+
+// BadRequest is a malformed request.
+func BadRequest(code, message string) error {
+	return &RequestError{Status: http.StatusBadRequest, Code: code, Message: message}
+}
+
+// errorBody is the API's error envelope.
+type errorBody struct {
+	Error apiError `json:"error"`
+}
+
+type apiError struct {
+	Code    string            `json:"code"`
+	Message string            `json:"message"`
+	Fields  map[string]string `json:"fields,omitempty"`
+}
+
+// classify maps an error to a status and the API error.
+func classify(err error) (int, apiError) {
+	var re *RequestError
+	var ce *store.ConflictError
+	var ve *store.ValidationError
+	switch {
+	case errors.As(err, &re):
+		return re.Status, apiError{Code: re.Code, Message: re.Message}
+	case errors.Is(err, store.ErrNotFound):
+		return http.StatusNotFound, apiError{Code: "not_found", Message: "There is no such thing, or you may not see it."}
+	case errors.As(err, &ce):
+		return http.StatusConflict, apiError{Code: ce.Code, Message: ce.Message}
+	case errors.As(err, &ve):
+		return http.StatusUnprocessableEntity, apiError{Code: "invalid", Message: "Some fields are not valid.", Fields: ve.Fields}
+	case errors.Is(err, context.DeadlineExceeded):
+		return http.StatusServiceUnavailable, apiError{Code: "timeout", Message: "The server took too long; try again."}
+	}
+	return http.StatusInternalServerError, apiError{Code: "internal_error", Message: "Something went wrong on our side. It has been logged."}
+}
+
+var statusTitles = map[int]string{
+	http.StatusBadRequest:           "Bad request",
+	http.StatusUnauthorized:         "Sign in required",
+	http.StatusForbidden:            "Not allowed",
+	http.StatusNotFound:             "Not found",
+	http.StatusMethodNotAllowed:     "Method not allowed",
+	http.StatusConflict:             "Cannot do that now",
+	http.StatusUnprocessableEntity:  "Not valid",
+	http.StatusRequestEntityTooLarge: "Too large",
+	http.StatusUnsupportedMediaType: "Unsupported content type",
+	http.StatusTooManyRequests:      "Too many requests",
+	http.StatusServiceUnavailable:   "Unavailable",
+	http.StatusInternalServerError:  "Server error",
+}
+
+// Error answers a request with err, as JSON or HTML by what the request
+// accepts. It logs only server errors and never shows a stack or SQL.
+func Error(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
+	status, body := classify(err)
+	if status >= 500 {
+		log.Error("Request failed", "method", r.Method, "path", r.URL.Path, "request_id", RequestID(r), "error", err)
+	}
+	if status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="devport"`)
+	}
+	if WantsJSON(r) {
+		WriteJSON(w, status, errorBody{Error: body})
+		return
+	}
+	msg := body.Message
+	if len(body.Fields) > 0 {
+		for f, p := range body.Fields {
+			msg += " " + f + " " + p + "."
+		}
+	}
+	title := statusTitles[status]
+	if title == "" {
+		title = http.StatusText(status)
+	}
+	renderStatus(w, r, log, status, views.ErrorPage(status, title, msg), views.ErrorPanel(status, title, msg))
+}
+
+// WriteJSON writes v as a JSON response.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
