@@ -39,7 +39,7 @@ type config struct {
 // and how to read it.
 type setting struct {
 	flag, env, def, usage string
-	set               func(string) error
+	set                   func(string) error
 }
 
 // settingError names the setting and what is wrong with it.

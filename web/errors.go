@@ -67,18 +67,18 @@ func classify(err error) (int, apiError) {
 }
 
 var statusTitles = map[int]string{
-	http.StatusBadRequest:           "Bad request",
-	http.StatusUnauthorized:         "Sign in required",
-	http.StatusForbidden:            "Not allowed",
-	http.StatusNotFound:             "Not found",
-	http.StatusMethodNotAllowed:     "Method not allowed",
-	http.StatusConflict:             "Cannot do that now",
-	http.StatusUnprocessableEntity:  "Not valid",
+	http.StatusBadRequest:            "Bad request",
+	http.StatusUnauthorized:          "Sign in required",
+	http.StatusForbidden:             "Not allowed",
+	http.StatusNotFound:              "Not found",
+	http.StatusMethodNotAllowed:      "Method not allowed",
+	http.StatusConflict:              "Cannot do that now",
+	http.StatusUnprocessableEntity:   "Not valid",
 	http.StatusRequestEntityTooLarge: "Too large",
-	http.StatusUnsupportedMediaType: "Unsupported content type",
-	http.StatusTooManyRequests:      "Too many requests",
-	http.StatusServiceUnavailable:   "Unavailable",
-	http.StatusInternalServerError:  "Server error",
+	http.StatusUnsupportedMediaType:  "Unsupported content type",
+	http.StatusTooManyRequests:       "Too many requests",
+	http.StatusServiceUnavailable:    "Unavailable",
+	http.StatusInternalServerError:   "Server error",
 }
 
 // Error answers a request with err, as JSON or HTML by what the request

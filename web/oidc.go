@@ -192,4 +192,3 @@ func (o *OIDC) Exchange(ctx context.Context, code string, c Challenge) (Identity
 	}
 	return Identity{Subject: idt.Subject, Email: strings.ToLower(claims.Email), Name: claims.Name, Groups: claims.Groups}, nil
 }
-
