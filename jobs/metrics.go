@@ -10,7 +10,9 @@ type jobMetrics struct {
 	duration *prometheus.HistogramVec
 }
 
-func newJobMetrics(reg prometheus.Registerer) *jobMetrics {
+// newJobMetrics registers the job metrics, with every kind's counters at
+// zero, so that "no failures yet" reads as 0 rather than as absent.
+func newJobMetrics(reg prometheus.Registerer, kinds []string) *jobMetrics {
 	m := &jobMetrics{
 		done: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "devport_jobs_total", Help: "Jobs that finished an attempt, by kind and outcome.",
@@ -19,6 +21,11 @@ func newJobMetrics(reg prometheus.Registerer) *jobMetrics {
 			Name: "devport_job_duration_seconds", Help: "How long job attempts ran, by kind.",
 			Buckets: []float64{.01, .05, .1, .5, 1, 2, 5, 10, 30, 60, 300},
 		}, []string{"kind"}),
+	}
+	for _, k := range kinds {
+		for _, outcome := range []string{"completed", "failed", "cancelled"} {
+			m.done.WithLabelValues(k, outcome)
+		}
 	}
 	reg.MustRegister(m.done, m.duration)
 	return m

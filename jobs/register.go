@@ -32,6 +32,8 @@ type Options struct {
 	Workers int
 	// SessionIdle is how long a web session may sit unused before cleanup removes it.
 	SessionIdle time.Duration
+	// MaxAttempts overrides a job kind's attempts (by Kind()), for drills and tests.
+	MaxAttempts map[string]int
 }
 
 // Runner is the in-process job queue and its workers.
@@ -41,6 +43,8 @@ type Runner struct {
 	running atomic.Bool
 	metrics *jobMetrics
 	stopSub func()
+	// attempts overrides MaxAttempts by job kind.
+	attempts map[string]int
 }
 
 // Per-kind limits. River's one-hour rescue default is far too slow for a
@@ -94,9 +98,9 @@ func New(ctx context.Context, opts Options) (*Runner, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jobs: %w", err)
 	}
-	r := &Runner{client: client, log: log}
+	r := &Runner{client: client, log: log, attempts: opts.MaxAttempts}
 	if opts.Metrics != nil {
-		r.metrics = newJobMetrics(opts.Metrics)
+		r.metrics = newJobMetrics(opts.Metrics, []string{ProvisionArgs{}.Kind(), ReleaseArgs{}.Kind(), SessionCleanupArgs{}.Kind()})
 	}
 	return r, nil
 }
@@ -139,7 +143,11 @@ func (r *Runner) Stop(ctx context.Context) error {
 
 // Enqueue inserts a job in the write transaction of the change that needs it.
 func (r *Runner) Enqueue(ctx context.Context, tx *store.Tx, args river.JobArgs) error {
-	if _, err := r.client.InsertTx(ctx, tx.Tx.Tx, args, nil); err != nil {
+	var opts *river.InsertOpts
+	if n, ok := r.attempts[args.Kind()]; ok {
+		opts = &river.InsertOpts{MaxAttempts: n}
+	}
+	if _, err := r.client.InsertTx(ctx, tx.Tx.Tx, args, opts); err != nil {
 		return fmt.Errorf("enqueue %s: %w", args.Kind(), err)
 	}
 	return nil

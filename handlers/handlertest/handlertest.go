@@ -43,7 +43,8 @@ type Options struct {
 	Inventory *store.DemoInventory
 	// NoDevLogin turns the dev login off.
 	NoDevLogin bool
-	// OIDC enables sign-in through a provider.
+	// OIDC enables sign-in through a provider. An empty RedirectURL becomes
+	// the portal's own callback URL, which is known only once it listens.
 	OIDC *web.OIDCConfig
 	// SimLatency slows the simulated fleet (default instant).
 	SimLatency time.Duration
@@ -51,6 +52,8 @@ type Options struct {
 	NoJobs bool
 	// SessionIdle and SessionMaxAge bound sessions (defaults 12 h and 7 days).
 	SessionIdle, SessionMaxAge time.Duration
+	// MaxAttempts overrides job attempts by kind.
+	MaxAttempts map[string]int
 }
 
 // New starts a portal. It stops when the test ends.
@@ -74,7 +77,7 @@ func New(t testing.TB, opts ...Options) *Server {
 	ctx := context.Background()
 	simDriver := sim.New(s, sim.Options{Latency: o.SimLatency, Seed: 1})
 	registry := prometheus.NewRegistry()
-	runner, err := jobs.New(ctx, jobs.Options{Store: s, Fleet: fleet.New(simDriver), Log: log, Metrics: registry, SessionIdle: o.SessionIdle})
+	runner, err := jobs.New(ctx, jobs.Options{Store: s, Fleet: fleet.New(simDriver), Log: log, Metrics: registry, SessionIdle: o.SessionIdle, MaxAttempts: o.MaxAttempts})
 	if err != nil {
 		t.Fatalf("jobs: %v", err)
 	}
@@ -83,9 +86,14 @@ func New(t testing.TB, opts ...Options) *Server {
 			t.Fatalf("start jobs: %v", err)
 		}
 	}
+	srv := httptest.NewUnstartedServer(nil)
 	var oidc *web.OIDC
 	if o.OIDC != nil {
-		oidc = web.NewOIDC(*o.OIDC)
+		cfg := *o.OIDC
+		if cfg.RedirectURL == "" {
+			cfg.RedirectURL = "http://" + srv.Listener.Addr().String() + "/auth/oidc/callback"
+		}
+		oidc = web.NewOIDC(cfg)
 	}
 	sessions := web.NewSessionStore(s, []byte(strings.Repeat("k", 64)), o.SessionIdle, o.SessionMaxAge, false, log)
 	h := handlers.New(handlers.Options{
@@ -93,7 +101,8 @@ func New(t testing.TB, opts ...Options) *Server {
 		Fleet: "simulated fleet", Registry: registry, Static: static.FS,
 		Ready: func(ctx context.Context) error { return s.Ping(ctx) },
 	})
-	srv := httptest.NewServer(h)
+	srv.Config.Handler = h
+	srv.Start()
 	t.Cleanup(func() {
 		srv.Close()
 		stop, cancel := context.WithTimeout(context.Background(), 10*time.Second)

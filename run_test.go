@@ -1,0 +1,201 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// syncBuffer is a buffer run can write to while a test reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func TestRunSubcommands(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	getenv := env(map[string]string{"DEVPORT_DATA_DIR": dir})
+
+	t.Run("version prints the version", func(t *testing.T) {
+		var out bytes.Buffer
+		if err := run(ctx, []string{"devport", "version"}, getenv, &out); err != nil || !strings.HasPrefix(out.String(), "devport ") {
+			t.Errorf("version: %q %v", out.String(), err)
+		}
+	})
+	t.Run("an unknown command is refused with the usage", func(t *testing.T) {
+		err := run(ctx, []string{"devport", "frobnicate"}, getenv, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "devport token create") {
+			t.Errorf("err = %v", err)
+		}
+	})
+	t.Run("migrate creates the database with private files", func(t *testing.T) {
+		var out bytes.Buffer
+		if err := run(ctx, []string{"devport", "migrate"}, getenv, &out); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(out.String(), "schema version 1 of 1") {
+			t.Errorf("migrate said %q", out.String())
+		}
+		fi, err := os.Stat(filepath.Join(dir, "devport.db"))
+		if err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("database file mode = %v, %v", fi.Mode(), err)
+		}
+	})
+	t.Run("token create refuses a bad email or role and writes nothing", func(t *testing.T) {
+		for _, args := range [][]string{
+			{"devport", "token", "create"},
+			{"devport", "token", "create", "--user", "not-an-email"},
+			{"devport", "token", "create", "--user", "a@example.com", "--role", "king"},
+			{"devport", "token", "create", "--user", "a@example.com", "--expires", "soon"},
+			{"devport", "token", "list"},
+		} {
+			var out bytes.Buffer
+			if err := run(ctx, args, getenv, &out); err == nil || out.Len() != 0 {
+				t.Errorf("%v: err %v, printed %q", args, err, out.String())
+			}
+		}
+	})
+	t.Run("serve refuses an invalid setting, naming it", func(t *testing.T) {
+		err := run(ctx, []string{"devport", "serve"}, env(map[string]string{"DEVPORT_DATA_DIR": dir, "DEVPORT_SIM_LATENCY": "soon"}), io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "DEVPORT_SIM_LATENCY") || !strings.Contains(err.Error(), "--sim-latency") {
+			t.Errorf("err = %v", err)
+		}
+	})
+	t.Run("serve refuses to start with no way to sign in", func(t *testing.T) {
+		err := run(ctx, []string{"devport", "serve", "--addr", "127.0.0.1:0", "--dev-login", "0"}, getenv, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "no way to sign in") {
+			t.Errorf("err = %v", err)
+		}
+	})
+}
+
+// runPortal starts run's serve on a free loopback port and returns its URL.
+// The portal stops when the test ends, and the test fails if it did not stop cleanly.
+func runPortal(t *testing.T, dir string, extra ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &syncBuffer{}
+	done := make(chan error, 1)
+	args := append([]string{"devport", "serve", "--addr", "127.0.0.1:0", "--data-dir", dir, "--log-level", "warn"}, extra...)
+	go func() { done <- run(ctx, args, env(nil), out) }()
+	var url string
+	deadline := time.Now().Add(30 * time.Second)
+	for url == "" {
+		sc := bufio.NewScanner(strings.NewReader(out.String()))
+		for sc.Scan() {
+			if rest, ok := strings.CutPrefix(sc.Text(), "devport listening on "); ok {
+				url = rest
+			}
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("run ended before serving: %v\n%s", err, out.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no listening line:\n%s", out.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("run did not shut down cleanly: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("run did not stop within 30 s of its context ending")
+		}
+	})
+	return url
+}
+
+func TestRunServes(t *testing.T) {
+	dir := t.TempDir()
+	url := runPortal(t, dir, "--sim-latency", "0s")
+
+	get := func(path, token string) (int, string) {
+		req, _ := http.NewRequest("GET", url+path, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get("/readyz", ""); code != 200 || !strings.Contains(body, "ready") {
+		t.Errorf("/readyz = %d %s", code, body)
+	}
+	if code, _ := get("/healthz", ""); code != 200 {
+		t.Errorf("/healthz = %d", code)
+	}
+	t.Run("the session key is generated once, private", func(t *testing.T) {
+		fi, err := os.Stat(filepath.Join(dir, "secrets", "session-key"))
+		if err != nil || fi.Mode().Perm() != 0o600 || fi.Size() != 64 {
+			t.Errorf("session key = %v, %v", fi, err)
+		}
+	})
+	t.Run("a token made by token create works against the running portal", func(t *testing.T) {
+		var out bytes.Buffer
+		err := run(context.Background(), []string{"devport", "token", "create", "--user", "Ops@Example.com", "--role", "admin", "--data-dir", dir}, env(nil), &out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		token := strings.TrimSpace(out.String())
+		if !strings.HasPrefix(token, "dpt_") {
+			t.Fatalf("printed %q", token)
+		}
+		code, body := get("/api/v1/me", token)
+		if code != 200 || !strings.Contains(body, `"ops@example.com"`) || !strings.Contains(body, `"admin"`) {
+			t.Errorf("/api/v1/me = %d %s", code, body)
+		}
+		if code, _ := get("/api/v1/devservers?all=1", token); code != 200 {
+			t.Errorf("an admin token cannot list all devservers: %d", code)
+		}
+	})
+	t.Run("metrics cover HTTP and jobs", func(t *testing.T) {
+		_, body := get("/metrics", "")
+		for _, want := range []string{"devport_http_requests_total", `route="/readyz"`, "devport_jobs_total", "go_goroutines"} {
+			if !strings.Contains(body, want) {
+				t.Errorf("/metrics lacks %s", want)
+			}
+		}
+	})
+	t.Run("pages carry a CSP with no inline script", func(t *testing.T) {
+		resp, err := http.Get(url + "/login")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		csp := resp.Header.Get("Content-Security-Policy")
+		if !strings.Contains(csp, "script-src 'self'") || strings.Contains(csp, "unsafe-inline") || !strings.Contains(csp, "frame-ancestors 'none'") {
+			t.Errorf("CSP = %q", csp)
+		}
+	})
+}
