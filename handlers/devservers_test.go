@@ -166,7 +166,7 @@ func TestHTMLThinSlice(t *testing.T) {
 	}
 
 	_, body = srv.Do(t, c, handlertest.Request{Path: "/devservers"})
-	if handlertest.Doc(t, body).Find(`tr[data-devserver="` + name + `"] [data-state=ready]`).Length() != 1 {
+	if handlertest.Doc(t, body).Find(`tr[data-devserver="`+name+`"] [data-state=ready]`).Length() != 1 {
 		t.Error("the list does not show the devserver as ready")
 	}
 

@@ -61,8 +61,8 @@ func New(o Options) http.Handler {
 
 	r.Get("/healthz", healthz)
 	r.Get("/readyz", readyz(log, o.Ready))
-	r.Handle("/metrics", promhttp.HandlerFor(o.Registry, promhttp.HandlerOpts{Registry: o.Registry}))
-	r.Handle("/static/*", staticFiles(o.Static))
+	r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(o.Registry, promhttp.HandlerOpts{Registry: o.Registry}))
+	r.Method(http.MethodGet, "/static/*", staticFiles(o.Static))
 
 	// Sign-in.
 	r.Get("/login", loginPage(log, o.OIDC != nil, o.DevLogin))
