@@ -169,7 +169,7 @@ func address(key string) string {
 	h := fnv.New64a()
 	h.Write([]byte(key))
 	v := h.Sum64()
-	return fmt.Sprintf("2001:db8:%x:%x::%x", uint16(v>>48), uint16(v>>32), uint32(v))
+	return fmt.Sprintf("2001:db8:%x:%x::%x:%x", uint16(v>>48), uint16(v>>32), uint16(v>>16), uint16(v))
 }
 
 // Create makes an instance, or returns the one already made for spec.Key.

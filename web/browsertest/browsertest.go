@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 )
@@ -28,6 +29,9 @@ const startTimeout = time.Minute
 
 // candidates are where chromium is looked for, after $DEVPORT_CHROMIUM.
 var candidates = []string{"/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome", "google-chrome-stable"}
+
+// browserFavicon matches the error of chromium's own request for /favicon.ico.
+var browserFavicon = regexp.MustCompile(`^error: Failed to load resource: .* \(https?://[^/]+/favicon\.ico:\d+\)$`)
 
 // session is a test's browser: what it saw and how to stop it.
 type session struct {
@@ -75,6 +79,10 @@ func Chromium() (string, error) {
 // on any console error, uncaught exception or CSP violation the pages
 // produced (see Allow), saves a screenshot if the test failed, and closes the
 // browser. JavaScript dialogs are accepted and recorded (see Dialogs).
+//
+// Start the server under test before calling New: cleanups run last first,
+// so the browser then closes, and photographs a failure, while the server
+// still serves.
 func New(t testing.TB) context.Context {
 	t.Helper()
 	path, err := Chromium()
@@ -85,12 +93,15 @@ func New(t testing.TB) context.Context {
 		const reason = "SKIPPING BROWSER TEST: chromium not found; install Debian's chromium package " +
 			"(apt-get install chromium) or set DEVPORT_CHROMIUM; DEVPORT_REQUIRE_ALL=1 turns this into a failure"
 		if os.Getenv("DEVPORT_REQUIRE_ALL") == "1" {
-			t.Fatal(strings.Replace(reason, "SKIPPING", "FAILING", 1) + " (it is set)")
+			t.Fatal("BROWSER TEST FAILS: chromium not found and DEVPORT_REQUIRE_ALL=1 forbids skipping; " +
+				"install Debian's chromium package (apt-get install chromium) or set DEVPORT_CHROMIUM")
 		}
 		t.Skip(reason)
 	}
 
-	s := &session{}
+	// Chromium asks for /favicon.ico by itself when a page names no icon;
+	// its 404 is the browser's guess failing, not the page's fault.
+	s := &session{allowed: []*regexp.Regexp{browserFavicon}}
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(path),
 		chromedp.UserDataDir(t.TempDir()),
@@ -155,11 +166,11 @@ func New(t testing.TB) context.Context {
 		}
 	})
 	t.Cleanup(func() {
-		if t.Failed() {
-			Screenshot(t, ctx, "failure")
-		}
 		for _, p := range Problems(ctx) {
 			t.Errorf("the browser reported a problem: %s", p)
+		}
+		if t.Failed() {
+			Screenshot(t, ctx, "failure")
 		}
 		closeCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		_ = chromedp.Cancel(closeCtx)
@@ -255,6 +266,28 @@ func Run[T any](t testing.TB, ctx context.Context, timeout time.Duration, action
 		t.Fatalf("in the browser (at %s): %v", location(ctx), explain(err, timeout))
 	}
 	return v
+}
+
+// WaitForPage runs steps that load a page, such as a click on a link or a
+// submit button, waits until the page has loaded (after any redirects), and
+// returns the response of its HTML document. It fails the test unless the
+// page loads with a status below 400 within timeout.
+func WaitForPage(t testing.TB, ctx context.Context, timeout time.Duration, steps ...chromedp.Action[chromedp.Void]) *network.Response {
+	t.Helper()
+	tctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	resp, err := chromedp.RunResponse(tctx, steps...)
+	if err != nil {
+		t.Fatalf("in the browser (at %s), waiting for a page to load: %v", location(ctx), explain(err, timeout))
+	}
+	if resp == nil || resp.Status >= 400 {
+		status := "no response"
+		if resp != nil {
+			status = fmt.Sprintf("%d %s", resp.Status, resp.StatusText)
+		}
+		t.Fatalf("in the browser, the page %s loaded with %s", location(ctx), status)
+	}
+	return resp
 }
 
 func explain(err error, timeout time.Duration) error {
