@@ -39,11 +39,20 @@ const (
 type providerPerson struct {
 	username, password, email string
 	groups                    []string
+	// unverified makes the provider say email_verified: false, explicitly
+	// (zitadel's own claims leave a false out).
+	unverified bool
+	// userinfoAbout makes the provider's userinfo answer for this person's
+	// access token describe someone else (by username), as a broken or
+	// hostile provider might.
+	userinfoAbout string
 }
 
 var (
-	ada = providerPerson{username: "ada", password: "ada-password", email: "ada@example.com", groups: []string{"staff", adminGroup}}
-	bob = providerPerson{username: "bob", password: "bob-password", email: "bob@example.com", groups: []string{"staff"}}
+	providerAda = providerPerson{username: "ada", password: "ada-password", email: "ada@example.com", groups: []string{"staff", adminGroup}}
+	providerBob = providerPerson{username: "bob", password: "bob-password", email: "bob@example.com", groups: []string{"staff"}}
+	providerEve = providerPerson{username: "eve", password: "eve-password", email: "eve@example.com", groups: []string{adminGroup}, unverified: true}
+	providerMal = providerPerson{username: "mal", password: "mal-password", email: "mal@example.com", groups: []string{"staff"}, userinfoAbout: "ada"}
 )
 
 // providerPeople is the provider's user directory (storage.UserStore).
@@ -63,10 +72,12 @@ func (p providerPeople) GetUserByUsername(username string) *storage.User {
 func (providerPeople) ExampleClientID() string { return storage.ServiceUserID }
 
 // groupsStorage is the example storage plus a "groups" scope: clients may ask
-// for it, and the ID token then carries the person's groups.
+// for it, and the ID token then carries the person's groups. It also makes
+// the userinfo answer what providerPerson asks for.
 type groupsStorage struct {
 	*storage.Storage
-	groups map[string][]string // by user ID
+	people  providerPeople
+	persons map[string]providerPerson // by user ID
 }
 
 func (s *groupsStorage) GetClientByClientID(ctx context.Context, id string) (op.Client, error) {
@@ -82,7 +93,23 @@ func (s *groupsStorage) SetUserinfoFromRequest(ctx context.Context, ui *oidc.Use
 		return err
 	}
 	if slices.Contains(scopes, "groups") {
-		ui.AppendClaims("groups", s.groups[req.GetSubject()])
+		ui.AppendClaims("groups", s.persons[req.GetSubject()].groups)
+	}
+	return nil
+}
+
+func (s *groupsStorage) SetUserinfoFromToken(ctx context.Context, ui *oidc.UserInfo, tokenID, subject, origin string) error {
+	if err := s.Storage.SetUserinfoFromToken(ctx, ui, tokenID, subject, origin); err != nil {
+		return err
+	}
+	who := s.persons[subject]
+	if who.userinfoAbout != "" {
+		u := s.people[who.userinfoAbout]
+		ui.Subject, ui.Email, ui.EmailVerified = u.ID, u.Email, oidc.Bool(u.EmailVerified)
+		who = s.persons[who.userinfoAbout]
+	}
+	if who.unverified {
+		ui.AppendClaims("email_verified", false)
 	}
 	return nil
 }
@@ -108,12 +135,12 @@ func (p *openIDProvider) tokenStatuses() []int {
 	return slices.Clone(p.tokenResponses)
 }
 
-type statusRecorder struct {
+type tokenStatusRecorder struct {
 	http.ResponseWriter
 	status int
 }
 
-func (r *statusRecorder) WriteHeader(status int) {
+func (r *tokenStatusRecorder) WriteHeader(status int) {
 	r.status = status
 	r.ResponseWriter.WriteHeader(status)
 }
@@ -124,21 +151,20 @@ type oidcPortal struct {
 	provider *openIDProvider
 }
 
-// newOIDCPortal starts a provider that knows ada and bob, and a portal
+// newOIDCPortal starts a provider that knows Ada, Bob, Eve and Mal, and a portal
 // registered with it as a confidential client.
 func newOIDCPortal(t *testing.T, opts handlertest.Options) *oidcPortal {
 	t.Helper()
-	people := providerPeople{}
-	groups := map[string][]string{}
-	for _, p := range []providerPerson{ada, bob} {
-		people[p.username] = &storage.User{
-			ID: p.username, Username: p.username, Password: p.password, Email: p.email, EmailVerified: true,
+	st := &groupsStorage{people: providerPeople{}, persons: map[string]providerPerson{}}
+	for _, p := range []providerPerson{providerAda, providerBob, providerEve, providerMal} {
+		st.people[p.username] = &storage.User{
+			ID: p.username, Username: p.username, Password: p.password, Email: p.email, EmailVerified: !p.unverified,
 			FirstName: strings.ToUpper(p.username[:1]) + p.username[1:], LastName: "Tester", PreferredLanguage: language.English,
 		}
-		groups[p.username] = p.groups
+		st.persons[p.username] = p
 	}
 	clients := map[string]*storage.Client{}
-	st := &groupsStorage{Storage: storage.NewStorageWithClients(people, clients), groups: groups}
+	st.Storage = storage.NewStorageWithClients(st.people, clients)
 
 	// The issuer must be known before the provider is built, and the portal's
 	// callback before the client is registered, so the provider listens first
@@ -149,7 +175,7 @@ func newOIDCPortal(t *testing.T, opts handlertest.Options) *oidcPortal {
 	router := exampleop.SetupServer(issuer, st, nil, false)
 	tokenPath := op.DefaultEndpoints.Token.Relative()
 	p.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		rec := &tokenStatusRecorder{ResponseWriter: w, status: http.StatusOK}
 		router.ServeHTTP(rec, r)
 		if r.URL.Path == tokenPath {
 			p.mu.Lock()
@@ -170,8 +196,8 @@ func newOIDCPortal(t *testing.T, opts handlertest.Options) *oidcPortal {
 	return &oidcPortal{Server: srv, provider: p}
 }
 
-// browse sends a GET to an absolute URL and returns the response with its body read.
-func browse(t *testing.T, b *http.Client, u string) (*http.Response, string) {
+// browseURL sends a GET to an absolute URL and returns the response with its body read.
+func browseURL(t *testing.T, b *http.Client, u string) (*http.Response, string) {
 	t.Helper()
 	resp, err := b.Get(u)
 	if err != nil {
@@ -218,9 +244,9 @@ func (p *oidcPortal) startSignIn(t *testing.T, b *http.Client, next string) *url
 // which it returns without following.
 func (p *oidcPortal) authorize(t *testing.T, b *http.Client, authURL *url.URL, who providerPerson) *url.URL {
 	t.Helper()
-	resp, _ := browse(t, b, authURL.String())
+	resp, _ := browseURL(t, b, authURL.String())
 	loginURL := resp.Request.URL.ResolveReference(redirectTarget(t, resp))
-	resp, body := browse(t, b, loginURL.String())
+	resp, body := browseURL(t, b, loginURL.String())
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("provider login page: status %d", resp.StatusCode)
 	}
@@ -241,7 +267,7 @@ func (p *oidcPortal) authorize(t *testing.T, b *http.Client, authURL *url.URL, w
 	}
 	resp.Body.Close()
 	doneURL := actionURL.ResolveReference(redirectTarget(t, resp))
-	resp, _ = browse(t, b, doneURL.String())
+	resp, _ = browseURL(t, b, doneURL.String())
 	callback := doneURL.ResolveReference(redirectTarget(t, resp))
 	if want := p.URL + "/auth/oidc/callback"; callback.Scheme+"://"+callback.Host+callback.Path != want {
 		t.Fatalf("the provider sends the browser back to %s, want %s", callback, want)
@@ -264,8 +290,8 @@ func (p *oidcPortal) signIn(t *testing.T, who providerPerson, next string) *http
 	if resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("sign-in callback: status %d, want 303:\n%s", resp.StatusCode, body)
 	}
-	if loc := redirectTarget(t, resp); loc.String() != next {
-		t.Fatalf("sign-in lands on %s, want %s", loc, next)
+	if loc := redirectTarget(t, resp); loc.String() != p.URL+next {
+		t.Fatalf("sign-in lands on %s, want %s", loc, p.URL+next)
 	}
 	return b
 }
@@ -291,17 +317,17 @@ func (p *oidcPortal) withCookie(t *testing.T, value string) *http.Client {
 	return b
 }
 
-// me is who GET /api/v1/me says the browser is signed in as.
-type me struct {
+// oidcMe is who GET /api/v1/me says the browser is signed in as.
+type oidcMe struct {
 	Email string   `json:"email"`
 	Name  string   `json:"name"`
 	Roles []string `json:"roles"`
 }
 
-func (p *oidcPortal) me(t *testing.T, b *http.Client) (me, int) {
+func (p *oidcPortal) me(t *testing.T, b *http.Client) (oidcMe, int) {
 	t.Helper()
 	resp, body := p.Do(t, b, handlertest.Request{Path: "/api/v1/me", Headers: map[string]string{"Accept": "application/json"}})
-	var m me
+	var m oidcMe
 	if resp.StatusCode == http.StatusOK {
 		if err := json.Unmarshal([]byte(body), &m); err != nil {
 			t.Fatalf("GET /api/v1/me: %v:\n%s", err, body)
@@ -322,8 +348,8 @@ func (p *oidcPortal) requireSignedOut(t *testing.T, b *http.Client) {
 	}
 }
 
-// sessionsOf counts the user's rows in the sessions table.
-func sessionsOf(t *testing.T, s *store.Store, email string) int {
+// userSessionRows counts the user's rows in the sessions table.
+func userSessionRows(t *testing.T, s *store.Store, email string) int {
 	t.Helper()
 	var n int
 	err := s.WriteDB().QueryRow(`SELECT COUNT(*) FROM sessions JOIN users ON users.id = sessions.user_id WHERE users.email = ?`, email).Scan(&n)
@@ -354,12 +380,12 @@ func TestOIDCSignIn(t *testing.T) {
 			t.Fatal("starting a sign-in set no session cookie to keep the challenge in")
 		}
 
-		callback := p.authorize(t, b, authURL, ada)
+		callback := p.authorize(t, b, authURL, providerAda)
 		resp, body := p.finishSignIn(t, b, callback)
 		if resp.StatusCode != http.StatusSeeOther {
 			t.Fatalf("callback: status %d, want 303:\n%s", resp.StatusCode, body)
 		}
-		if loc := redirectTarget(t, resp); loc.String() != "/devservers" {
+		if loc := redirectTarget(t, resp); loc.String() != p.URL+"/devservers" {
 			t.Fatalf("callback redirects to %s, want /devservers", loc)
 		}
 
@@ -367,22 +393,22 @@ func TestOIDCSignIn(t *testing.T) {
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("GET /devservers after sign-in: status %d", resp.StatusCode)
 		}
-		if who := handlertest.Doc(t, body).Find("header .who").Text(); who != ada.email {
-			t.Errorf("page header shows %q, want %q", who, ada.email)
+		if who := handlertest.Doc(t, body).Find("header .who").Text(); who != providerAda.email {
+			t.Errorf("page header shows %q, want %q", who, providerAda.email)
 		}
 		m, status := p.me(t, b)
-		if status != http.StatusOK || m.Email != ada.email || !slices.Equal(m.Roles, []string{store.RoleEngineer, store.RoleAdmin}) {
+		if status != http.StatusOK || m.Email != providerAda.email || !slices.Equal(m.Roles, []string{store.RoleEngineer, store.RoleAdmin}) {
 			t.Errorf("GET /api/v1/me = %d %+v, want ada@example.com with roles engineer and admin", status, m)
 		}
 
-		u, err := p.Store.UserByEmail(ctx, ada.email)
+		u, err := p.Store.UserByEmail(ctx, providerAda.email)
 		if err != nil {
 			t.Fatalf("user row: %v", err)
 		}
 		if u.Name != "Ada Tester" || u.LastLoginAt == nil || !slices.Equal(u.Roles, []string{store.RoleEngineer, store.RoleAdmin}) {
 			t.Errorf("user row = %+v, want name Ada Tester, a login time and roles engineer and admin", u)
 		}
-		events, err := p.Store.AuditEvents(ctx, "user", ada.email)
+		events, err := p.Store.AuditEvents(ctx, "user", providerAda.email)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -390,12 +416,12 @@ func TestOIDCSignIn(t *testing.T) {
 		for _, e := range events {
 			var d struct{ Method, Subject string }
 			_ = json.Unmarshal([]byte(e.Detail), &d)
-			if e.Action == "user.login" && d.Method == "oidc" && d.Subject == ada.username && e.Actor == ada.email {
+			if e.Action == "user.login" && d.Method == "oidc" && d.Subject == providerAda.username && e.Actor == providerAda.email {
 				logins++
 			}
 		}
 		if logins != 1 {
-			t.Errorf("audit events for %s = %+v, want one user.login by oidc with subject %q", ada.email, events, ada.username)
+			t.Errorf("audit events for %s = %+v, want one user.login by oidc with subject %q", providerAda.email, events, providerAda.username)
 		}
 
 		after := p.sessionCookie(t, b)
@@ -406,18 +432,18 @@ func TestOIDCSignIn(t *testing.T) {
 		if m, status := p.me(t, p.withCookie(t, before)); status != http.StatusUnauthorized {
 			t.Errorf("the pre-sign-in session cookie answers GET /api/v1/me with %d %+v, want 401", status, m)
 		}
-		if n := sessionsOf(t, p.Store, ada.email); n != 1 {
+		if n := userSessionRows(t, p.Store, providerAda.email); n != 1 {
 			t.Errorf("ada has %d sessions, want 1", n)
 		}
 	})
 
 	t.Run("gives someone outside the admin and reviewer groups only the engineer role", func(t *testing.T) {
-		b := p.signIn(t, bob, "/devservers/new")
+		b := p.signIn(t, providerBob, "/devservers/new")
 		m, status := p.me(t, b)
-		if status != http.StatusOK || m.Email != bob.email || !slices.Equal(m.Roles, []string{store.RoleEngineer}) {
+		if status != http.StatusOK || m.Email != providerBob.email || !slices.Equal(m.Roles, []string{store.RoleEngineer}) {
 			t.Errorf("GET /api/v1/me = %d %+v, want bob@example.com with only the engineer role", status, m)
 		}
-		u, err := p.Store.UserByEmail(ctx, bob.email)
+		u, err := p.Store.UserByEmail(ctx, providerBob.email)
 		if err != nil {
 			t.Fatalf("user row: %v", err)
 		}
@@ -432,7 +458,7 @@ func TestOIDCRefusals(t *testing.T) {
 
 	t.Run("refuses a callback whose state does not match", func(t *testing.T) {
 		b := p.Browser(t)
-		callback := p.authorize(t, b, p.startSignIn(t, b, "/devservers"), ada)
+		callback := p.authorize(t, b, p.startSignIn(t, b, "/devservers"), providerAda)
 		q := callback.Query()
 		q.Set("state", "a-state-this-browser-never-sent")
 		callback.RawQuery = q.Encode()
@@ -449,7 +475,7 @@ func TestOIDCRefusals(t *testing.T) {
 
 	t.Run("refuses a code issued to another sign-in", func(t *testing.T) {
 		a := p.Browser(t)
-		codeForA := p.authorize(t, a, p.startSignIn(t, a, "/devservers"), ada).Query().Get("code")
+		codeForA := p.authorize(t, a, p.startSignIn(t, a, "/devservers"), providerAda).Query().Get("code")
 
 		b := p.Browser(t)
 		authB := p.startSignIn(t, b, "/devservers")
@@ -462,9 +488,12 @@ func TestOIDCRefusals(t *testing.T) {
 			t.Fatalf("callback with another sign-in's code: status %d, want 401:\n%s", resp.StatusCode, body)
 		}
 		// A's code is bound to A's PKCE challenge, so the provider itself
-		// refuses to exchange it for B's verifier: the nonce is never reached.
-		if got := p.provider.tokenStatuses()[seen:]; !slices.Equal(got, []int{http.StatusBadRequest}) {
-			t.Errorf("token endpoint answered %v, want one 400 (PKCE verifier mismatch)", got)
+		// refuses to exchange it for B's verifier and the nonce is never
+		// reached. (The oauth2 client tries a second way to send its secret
+		// after a refusal, hence possibly more than one answer.)
+		got := p.provider.tokenStatuses()[seen:]
+		if len(got) == 0 || slices.ContainsFunc(got, func(s int) bool { return s != http.StatusBadRequest }) {
+			t.Errorf("token endpoint answered %v, want only 400s (PKCE verifier mismatch)", got)
 		}
 		p.requireSignedOut(t, b)
 	})
@@ -484,7 +513,7 @@ func TestOIDCRefusals(t *testing.T) {
 		}
 		q.Set("nonce", nonceForA)
 		authB.RawQuery = q.Encode()
-		callback := p.authorize(t, b, authB, ada)
+		callback := p.authorize(t, b, authB, providerAda)
 		seen := len(p.provider.tokenStatuses())
 
 		resp, body := p.finishSignIn(t, b, callback)
@@ -500,9 +529,37 @@ func TestOIDCRefusals(t *testing.T) {
 		p.requireSignedOut(t, b)
 	})
 
+	t.Run("refuses an email address the provider has not verified", func(t *testing.T) {
+		b := p.Browser(t)
+		resp, body := p.finishSignIn(t, b, p.authorize(t, b, p.startSignIn(t, b, "/devservers"), providerEve))
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("sign-in with an unverified email: status %d, want 401:\n%s", resp.StatusCode, body)
+		}
+		p.requireSignedOut(t, b)
+		if _, err := p.Store.UserByEmail(context.Background(), providerEve.email); err == nil {
+			t.Error("a refused sign-in created the user")
+		}
+	})
+
+	t.Run("ignores a userinfo answer about someone else", func(t *testing.T) {
+		// Mal's ID token has no email, and the provider's userinfo answer for
+		// Mal's access token claims to be Ada's: it must not make Mal Ada.
+		b := p.Browser(t)
+		resp, body := p.finishSignIn(t, b, p.authorize(t, b, p.startSignIn(t, b, "/devservers"), providerMal))
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("sign-in with userinfo about another subject: status %d, want 401:\n%s", resp.StatusCode, body)
+		}
+		if m, status := p.me(t, b); status != http.StatusUnauthorized {
+			t.Errorf("GET /api/v1/me = %d %+v, want 401", status, m)
+		}
+		if _, err := p.Store.UserByEmail(context.Background(), providerAda.email); err == nil {
+			t.Error("Mal's sign-in created or signed in Ada's account")
+		}
+	})
+
 	t.Run("refuses a callback without a started sign-in", func(t *testing.T) {
 		b := p.Browser(t)
-		callback := p.authorize(t, b, p.startSignIn(t, b, "/devservers"), bob)
+		callback := p.authorize(t, b, p.startSignIn(t, b, "/devservers"), providerBob)
 
 		stranger := p.Browser(t)
 		resp, body := p.finishSignIn(t, stranger, callback)
@@ -510,14 +567,14 @@ func TestOIDCRefusals(t *testing.T) {
 			t.Fatalf("callback in a browser that started no sign-in: status %d, want 400:\n%s", resp.StatusCode, body)
 		}
 		p.requireSignedOut(t, stranger)
-		if _, err := p.Store.UserByEmail(context.Background(), bob.email); err == nil {
+		if _, err := p.Store.UserByEmail(context.Background(), providerBob.email); err == nil {
 			t.Error("a refused sign-in created the user")
 		}
 	})
 
 	t.Run("refuses a callback replayed after the sign-in finished", func(t *testing.T) {
 		b := p.Browser(t)
-		callback := p.authorize(t, b, p.startSignIn(t, b, "/devservers"), bob)
+		callback := p.authorize(t, b, p.startSignIn(t, b, "/devservers"), providerBob)
 		if resp, _ := p.finishSignIn(t, b, callback); resp.StatusCode != http.StatusSeeOther {
 			t.Fatalf("first callback: status %d, want 303", resp.StatusCode)
 		}
@@ -537,7 +594,7 @@ func TestOIDCSessions(t *testing.T) {
 
 	t.Run("an idle session is refused", func(t *testing.T) {
 		setClock(0)
-		b := p.signIn(t, ada, "/devservers")
+		b := p.signIn(t, providerAda, "/devservers")
 		if resp, _ := p.Do(t, b, handlertest.Request{Path: "/devservers"}); resp.StatusCode != http.StatusOK {
 			t.Fatalf("GET /devservers right after sign-in: status %d", resp.StatusCode)
 		}
@@ -552,7 +609,7 @@ func TestOIDCSessions(t *testing.T) {
 
 	t.Run("a session past its absolute age is refused even while in use", func(t *testing.T) {
 		setClock(0)
-		b := p.signIn(t, ada, "/devservers")
+		b := p.signIn(t, providerAda, "/devservers")
 		// Never idle for long, so only the absolute age can end it.
 		for _, at := range []time.Duration{50 * time.Minute, 100 * time.Minute, 150 * time.Minute} {
 			setClock(at)
@@ -566,9 +623,9 @@ func TestOIDCSessions(t *testing.T) {
 
 	t.Run("logout ends the session", func(t *testing.T) {
 		setClock(0)
-		b := p.signIn(t, bob, "/devservers")
+		b := p.signIn(t, providerBob, "/devservers")
 		cookie := p.sessionCookie(t, b)
-		if n := sessionsOf(t, p.Store, bob.email); n != 1 {
+		if n := userSessionRows(t, p.Store, providerBob.email); n != 1 {
 			t.Fatalf("bob has %d sessions after sign-in, want 1", n)
 		}
 
@@ -581,7 +638,7 @@ func TestOIDCSessions(t *testing.T) {
 		if _, status := p.me(t, p.withCookie(t, cookie)); status != http.StatusUnauthorized {
 			t.Errorf("the signed-out cookie answers GET /api/v1/me with %d, want 401", status)
 		}
-		if n := sessionsOf(t, p.Store, bob.email); n != 0 {
+		if n := userSessionRows(t, p.Store, providerBob.email); n != 0 {
 			t.Errorf("bob has %d sessions after logout, want 0", n)
 		}
 	})

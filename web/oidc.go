@@ -167,16 +167,21 @@ func (o *OIDC) Exchange(ctx context.Context, code string, c Challenge) (Identity
 	if err := idt.Claims(&claims); err != nil {
 		return Identity{}, fmt.Errorf("%w: claims: %v", ErrSignIn, err)
 	}
-	// Some providers put groups and email only in the userinfo answer.
+	// Some providers put groups and email only in the userinfo answer. An
+	// answer about another subject must not be used (OIDC Core 5.3.2), and an
+	// email taken from it comes with its own email_verified.
 	if claims.Email == "" || claims.Groups == nil {
-		if ui, err := p.UserInfo(o.ctx(ctx), oauth2.StaticTokenSource(tok)); err == nil {
+		if ui, err := p.UserInfo(o.ctx(ctx), oauth2.StaticTokenSource(tok)); err == nil && ui.Subject == idt.Subject {
 			var extra struct {
-				Email  string   `json:"email"`
-				Name   string   `json:"name"`
-				Groups []string `json:"groups"`
+				Email         string   `json:"email"`
+				EmailVerified *bool    `json:"email_verified"`
+				Name          string   `json:"name"`
+				Groups        []string `json:"groups"`
 			}
 			if ui.Claims(&extra) == nil {
-				claims.Email = cmp.Or(claims.Email, extra.Email)
+				if claims.Email == "" {
+					claims.Email, claims.EmailVerified = extra.Email, extra.EmailVerified
+				}
 				claims.Name = cmp.Or(claims.Name, extra.Name)
 				if claims.Groups == nil {
 					claims.Groups = extra.Groups
