@@ -337,12 +337,17 @@ func TestBrowserReserveAndRelease(t *testing.T) {
 	})
 
 	step(t, "releasing shows the devserver releasing and then released without a reload", func(t *testing.T) {
+		// The panel was just swapped in; a person cannot click before HTMX has
+		// processed its form (within one settle delay), but a robot can.
+		browsertest.Do(t, ctx, 5*time.Second, chromedp.Poll[chromedp.Void](fmt.Sprintf(
+			`!!(document.querySelector('section[id=%q] form[action$="/release"]') || {})['htmx-internal-data']`,
+			views.DevserverStatusID(name))))
 		browsertest.WaitForPage(t, ctx, 10*time.Second, chromedp.Click(chromedp.CSS(
 			fmt.Sprintf(`section[id=%q] form[action$="/release"] button[type=submit]`, views.DevserverStatusID(name)))))
-		// The button carries hx-confirm, but it submits a plain form, which
-		// HTMX does not handle: no confirmation is asked. The harness would
-		// accept one if it came.
-		t.Logf("dialogs shown on release: %q", browsertest.Dialogs(ctx))
+		// The form posts through HTMX, which asks first; the harness accepts.
+		if dialogs := browsertest.Dialogs(ctx); len(dialogs) != 1 || !strings.Contains(dialogs[0], "Release "+name+"?") {
+			t.Errorf("dialogs shown on release: %q, want one asking to confirm the release of %s", dialogs, name)
+		}
 		if flash := text(t, ctx, "main .flash-success"); flash != "Releasing "+name+"." {
 			t.Errorf("the flash says %q, want %q", flash, "Releasing "+name+".")
 		}

@@ -6,5 +6,5 @@ import "embed"
 
 // FS is the static files, served under /static/.
 //
-//go:embed css vendor
+//go:embed css vendor favicon.svg
 var FS embed.FS
