@@ -25,7 +25,8 @@ import (
 
 // portal is the real binary's run, serving on loopback for a test.
 type portal struct {
-	URL string
+	URL     string
+	DataDir string
 
 	cancel context.CancelFunc
 	done   chan error // run's result
@@ -46,12 +47,13 @@ func startPortal(t *testing.T, flags ...string) *portal {
 	if _, err := fs.Stat(static.FS, "vendor/htmx.min.js"); err != nil {
 		t.Fatal("static/vendor/htmx.min.js is not embedded: run `make static` (or `make test`, which runs it) before the browser tests")
 	}
-	args := append([]string{"devport", "serve", "--addr", "127.0.0.1:0", "--data-dir", t.TempDir()}, flags...)
+	dataDir := t.TempDir()
+	args := append([]string{"devport", "serve", "--addr", "127.0.0.1:0", "--data-dir", dataDir}, flags...)
 	getenv := func(string) string { return "" } // no DEVPORT_* from the environment leaks in
 
 	ctx, cancel := context.WithCancel(context.Background())
 	r, w := io.Pipe()
-	p := &portal{cancel: cancel, done: make(chan error, 1), output: make(chan struct{})}
+	p := &portal{DataDir: dataDir, cancel: cancel, done: make(chan error, 1), output: make(chan struct{})}
 	go func() {
 		err := run(ctx, args, getenv, w)
 		w.Close()

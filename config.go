@@ -127,13 +127,8 @@ func settings(c *config, devLogin *string) []setting {
 			return errors.New("must be 1 or 0")
 		}},
 		{"oidc-issuer", "DEVPORT_OIDC_ISSUER", "", "OpenID Provider issuer URL", func(v string) error {
-			if v == "" {
-				c.OIDCIssuer = ""
-				return nil
-			}
-			u, err := url.Parse(v)
-			if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-				return errors.New("not an http(s) URL")
+			if _, err := httpURL(v); err != nil {
+				return err
 			}
 			c.OIDCIssuer = strings.TrimRight(v, "/")
 			return nil
@@ -141,15 +136,11 @@ func settings(c *config, devLogin *string) []setting {
 		{"oidc-client-id", "DEVPORT_OIDC_CLIENT_ID", "", "OAuth client ID registered with the provider", str(&c.OIDCClientID)},
 		{"oidc-client-secret", "DEVPORT_OIDC_CLIENT_SECRET", "", "OAuth client secret", str(&c.OIDCClientSecret)},
 		{"oidc-redirect-url", "DEVPORT_OIDC_REDIRECT_URL", "", "this portal's callback URL, ending in /auth/oidc/callback", func(v string) error {
-			if v == "" {
-				c.OIDCRedirectURL = ""
-				return nil
+			u, err := httpURL(v)
+			if err != nil {
+				return err
 			}
-			u, err := url.Parse(v)
-			if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-				return errors.New("not an http(s) URL")
-			}
-			if u.Path != "/auth/oidc/callback" {
+			if u != nil && u.Path != "/auth/oidc/callback" {
 				return errors.New("the path must be /auth/oidc/callback")
 			}
 			c.OIDCRedirectURL = v
@@ -259,6 +250,18 @@ func (c config) DatabasePath() string {
 		return u.Opaque
 	}
 	return u.Path
+}
+
+// httpURL checks an optional http(s) URL setting; nil for an empty one.
+func httpURL(v string) (*url.URL, error) {
+	if v == "" {
+		return nil, nil
+	}
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return nil, errors.New("not an http(s) URL")
+	}
+	return u, nil
 }
 
 func isLoopback(addr string) bool {

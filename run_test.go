@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"io"
@@ -9,28 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 )
-
-// syncBuffer is a buffer run can write to while a test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 func TestRunSubcommands(t *testing.T) {
 	ctx := context.Background()
@@ -90,51 +69,9 @@ func TestRunSubcommands(t *testing.T) {
 	})
 }
 
-// runPortal starts run's serve on a free loopback port and returns its URL.
-// The portal stops when the test ends, and the test fails if it did not stop cleanly.
-func runPortal(t *testing.T, dir string, extra ...string) string {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	out := &syncBuffer{}
-	done := make(chan error, 1)
-	args := append([]string{"devport", "serve", "--addr", "127.0.0.1:0", "--data-dir", dir, "--log-level", "warn"}, extra...)
-	go func() { done <- run(ctx, args, env(nil), out) }()
-	var url string
-	deadline := time.Now().Add(30 * time.Second)
-	for url == "" {
-		sc := bufio.NewScanner(strings.NewReader(out.String()))
-		for sc.Scan() {
-			if rest, ok := strings.CutPrefix(sc.Text(), "devport listening on "); ok {
-				url = rest
-			}
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("run ended before serving: %v\n%s", err, out.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no listening line:\n%s", out.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("run did not shut down cleanly: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Error("run did not stop within 30 s of its context ending")
-		}
-	})
-	return url
-}
-
 func TestRunServes(t *testing.T) {
-	dir := t.TempDir()
-	url := runPortal(t, dir, "--sim-latency", "0s")
+	p := startPortal(t, "--sim-latency", "0s", "--log-level", "warn")
+	url, dir := p.URL, p.DataDir
 
 	get := func(path, token string) (int, string) {
 		req, _ := http.NewRequest("GET", url+path, nil)

@@ -35,18 +35,7 @@ func devLogin(log *slog.Logger, s *store.Store, sessions *web.SessionStore) http
 			Next: web.SafeNext(r.PostForm.Get("next")), DevLogin: true,
 			Email: strings.TrimSpace(r.PostForm.Get("email")), Name: r.PostForm.Get("name"), Roles: r.PostForm["roles"],
 		}
-		var u store.User
-		err := s.InTx(r.Context(), func(tx *store.Tx) error {
-			var err error
-			if u, err = tx.UpsertUser(r.Context(), form.Email, form.Name, true); err != nil {
-				return err
-			}
-			if err := tx.SetRoles(r.Context(), u.ID, form.Roles); err != nil {
-				return err
-			}
-			return tx.Audit(r.Context(), store.UserActor(u, r.RemoteAddr, web.RequestID(r)), "user.login", "user", u.Email,
-				map[string]any{"method": "dev", "roles": form.Roles})
-		})
+		u, err := recordSignIn(r, s, form.Email, form.Name, form.Roles, map[string]any{"method": "dev"})
 		var ve *store.ValidationError
 		if errors.As(err, &ve) {
 			form.Errors = ve.Fields
@@ -62,6 +51,25 @@ func devLogin(log *slog.Logger, s *store.Store, sessions *web.SessionStore) http
 		}
 		http.Redirect(w, r, form.Next, http.StatusSeeOther)
 	}
+}
+
+// recordSignIn creates or updates the person who signed in, sets their roles
+// (as the identity provider or the dev login says) and audits the sign-in.
+func recordSignIn(r *http.Request, s *store.Store, email, name string, roles []string, detail map[string]any) (store.User, error) {
+	ctx := r.Context()
+	var u store.User
+	err := s.InTx(ctx, func(tx *store.Tx) error {
+		var err error
+		if u, err = tx.UpsertUser(ctx, email, name, true); err != nil {
+			return err
+		}
+		if err := tx.SetRoles(ctx, u.ID, roles); err != nil {
+			return err
+		}
+		detail["roles"] = roles
+		return tx.Audit(ctx, store.UserActor(u, r.RemoteAddr, web.RequestID(r)), "user.login", "user", u.Email, detail)
+	})
+	return u, err
 }
 
 const oidcChallengeKey = "oidc_challenge"
@@ -127,19 +135,7 @@ func oidcCallback(log *slog.Logger, s *store.Store, o *web.OIDC, sessions *web.S
 			web.Error(w, r, log, err)
 			return
 		}
-		roles := o.Roles(id)
-		var u store.User
-		err = s.InTx(r.Context(), func(tx *store.Tx) error {
-			var err error
-			if u, err = tx.UpsertUser(r.Context(), id.Email, id.Name, true); err != nil {
-				return err
-			}
-			if err := tx.SetRoles(r.Context(), u.ID, roles); err != nil {
-				return err
-			}
-			return tx.Audit(r.Context(), store.UserActor(u, r.RemoteAddr, web.RequestID(r)), "user.login", "user", u.Email,
-				map[string]any{"method": "oidc", "subject": id.Subject, "roles": roles})
-		})
+		u, err := recordSignIn(r, s, id.Email, id.Name, o.Roles(id), map[string]any{"method": "oidc", "subject": id.Subject})
 		if err == nil {
 			err = sessions.SignIn(w, r, u.ID)
 		}

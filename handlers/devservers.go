@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -68,18 +69,9 @@ func listDevservers(log *slog.Logger, s *store.Store) http.HandlerFunc {
 			web.Error(w, r, log, err)
 			return
 		}
-		web.Chrome(r).Refresh = anyTransitional(ds)
+		web.Chrome(r).Refresh = store.AnyTransitional(ds)
 		web.Render(w, r, log, views.DevserversPage(ds), views.DevserverRows(ds))
 	}
-}
-
-func anyTransitional(ds []store.Devserver) bool {
-	for _, d := range ds {
-		if d.Transitional() {
-			return true
-		}
-	}
-	return false
 }
 
 func showDevserver(log *slog.Logger, s *store.Store) http.HandlerFunc {
@@ -359,7 +351,7 @@ func apiListDevservers(log *slog.Logger, s *store.Store) http.HandlerFunc {
 		}
 		q := r.URL.Query()
 		f := store.DevserverFilter{OwnerID: u.ID, Region: q.Get("region"), State: q.Get("state"), AfterID: after, Limit: limit + 1}
-		if f.State != "" && !contains(devserverStates, f.State) {
+		if f.State != "" && !slices.Contains(devserverStates, f.State) {
 			web.Error(w, r, log, &store.ValidationError{Fields: map[string]string{"state": "must be one of " + strings.Join(devserverStates, ", ")}})
 			return
 		}
@@ -385,13 +377,4 @@ func apiListDevservers(log *slog.Logger, s *store.Store) http.HandlerFunc {
 		}
 		web.WriteJSON(w, http.StatusOK, out)
 	}
-}
-
-func contains(list []string, v string) bool {
-	for _, x := range list {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }

@@ -61,6 +61,16 @@ func (d Devserver) Transitional() bool {
 	return false
 }
 
+// AnyTransitional tells whether any of the devservers is changing state.
+func AnyTransitional(ds []Devserver) bool {
+	for _, d := range ds {
+		if d.Transitional() {
+			return true
+		}
+	}
+	return false
+}
+
 // Releasable tells whether a release may start from the current state.
 func (d Devserver) Releasable() bool {
 	switch d.State {
