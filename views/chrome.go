@@ -17,8 +17,6 @@ type Chrome struct {
 	Flashes  []Flash
 	// Refresh makes a page without JavaScript reload itself while something on it is changing.
 	Refresh bool
-	// RequestID identifies the request in logs, shown on error pages.
-	RequestID string
 }
 
 // Flash is a one-time message shown after an action.

@@ -28,7 +28,7 @@ func (a *Auth) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := context.WithValue(r.Context(), sessionStoreKey{}, a.Sessions)
 		ctx = context.WithValue(ctx, sessionExpiredKey, &expiredFlag{})
-		chrome := &views.Chrome{DevLogin: a.DevLogin, Fleet: a.Fleet, RequestID: RequestID(r)}
+		chrome := &views.Chrome{DevLogin: a.DevLogin, Fleet: a.Fleet}
 		ctx = views.WithChrome(ctx, chrome)
 		r = r.WithContext(ctx)
 

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"maps"
 	"net/http"
+	"slices"
 
 	"github.com/devport/devport/store"
 	"github.com/devport/devport/views"
@@ -96,16 +98,14 @@ func Error(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) 
 		return
 	}
 	msg := body.Message
-	if len(body.Fields) > 0 {
-		for f, p := range body.Fields {
-			msg += " " + f + " " + p + "."
-		}
+	for _, f := range slices.Sorted(maps.Keys(body.Fields)) {
+		msg += " " + f + " " + body.Fields[f] + "."
 	}
 	title := statusTitles[status]
 	if title == "" {
 		title = http.StatusText(status)
 	}
-	renderStatus(w, r, log, status, views.ErrorPage(status, title, msg), views.ErrorPanel(status, title, msg))
+	renderStatus(w, r, log, status, views.ErrorPage(status, title, msg, RequestID(r)), views.ErrorPanel(status, title, msg, RequestID(r)))
 }
 
 // WriteJSON writes v as a JSON response.
