@@ -147,8 +147,17 @@ func oidcCallback(log *slog.Logger, s *store.Store, o *web.OIDC, sessions *web.S
 	}
 }
 
-func logout(log *slog.Logger, sessions *web.SessionStore) http.HandlerFunc {
+func logout(log *slog.Logger, s *store.Store, sessions *web.SessionStore) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		if u := web.User(r); u != nil {
+			err := s.InTx(r.Context(), func(tx *store.Tx) error {
+				return tx.Audit(r.Context(), web.Actor(r), "user.logout", "user", u.Email, nil)
+			})
+			if err != nil {
+				web.Error(w, r, log, err)
+				return
+			}
+		}
 		if err := sessions.SignOut(w, r); err != nil {
 			web.Error(w, r, log, err)
 			return

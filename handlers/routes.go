@@ -73,7 +73,7 @@ func New(o Options) http.Handler {
 		r.Get("/auth/oidc/start", oidcStart(log, o.OIDC, o.Sessions))
 		r.Get("/auth/oidc/callback", oidcCallback(log, s, o.OIDC, o.Sessions))
 	}
-	r.Post("/logout", logout(log, o.Sessions))
+	r.Post("/logout", logout(log, s, o.Sessions))
 
 	// Pages.
 	r.Group(func(r chi.Router) {

@@ -107,6 +107,9 @@ func TestSessions(t *testing.T) {
 		if resp.StatusCode != http.StatusSeeOther {
 			t.Fatalf("logout = %d", resp.StatusCode)
 		}
+		if events, _ := srv.Store.AuditEvents(context.Background(), "user", "gina@example.com"); len(events) != 2 || events[1].Action != "user.logout" {
+			t.Errorf("audit events = %+v, want the login and the logout", events)
+		}
 		if got := sessionRows(t, srv.Store); got != n-1 {
 			t.Errorf("%d signed-in sessions after logout, want %d", got, n-1)
 		}
