@@ -3,12 +3,16 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/devport/devport/migrations"
 )
 
 func TestRunSubcommands(t *testing.T) {
@@ -33,7 +37,7 @@ func TestRunSubcommands(t *testing.T) {
 		if err := run(ctx, []string{"devport", "migrate"}, getenv, &out); err != nil {
 			t.Fatal(err)
 		}
-		if !strings.Contains(out.String(), "schema version 1 of 1") {
+		if !regexp.MustCompile(`schema version (\d+) of (\d+)\n`).MatchString(out.String()) || !strings.Contains(out.String(), fmt.Sprintf("version %d of %d", latestSchema(t), latestSchema(t))) {
 			t.Errorf("migrate said %q", out.String())
 		}
 		fi, err := os.Stat(filepath.Join(dir, "devport.db"))
@@ -67,6 +71,18 @@ func TestRunSubcommands(t *testing.T) {
 			t.Errorf("err = %v", err)
 		}
 	})
+}
+
+// latestSchema is the newest migration's version.
+func latestSchema(t *testing.T) int {
+	t.Helper()
+	entries, err := migrations.SQLite.ReadDir("sqlite")
+	if err != nil || len(entries) == 0 {
+		t.Fatal(err)
+	}
+	var v int
+	fmt.Sscanf(entries[len(entries)-1].Name(), "%d_", &v)
+	return v
 }
 
 func TestRunServes(t *testing.T) {

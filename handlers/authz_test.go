@@ -165,8 +165,8 @@ func TestPolicies(t *testing.T) {
 		{"admin", admin, true, true, true},
 		{"reviewer", reviewer, false, false, false},
 	} {
-		if store.CanSeeDevserver(c.u, d) != c.see || store.CanReleaseDevserver(c.u, d) != c.release || store.CanListAllDevservers(c.u) != c.listAllWant {
-			t.Errorf("%s: see %v release %v list all %v", c.who, store.CanSeeDevserver(c.u, d), store.CanReleaseDevserver(c.u, d), store.CanListAllDevservers(c.u))
+		if store.CanSeeDevserver(c.u, d) != c.see || store.CanManageDevserver(c.u, d) != c.release || store.CanListAllDevservers(c.u) != c.listAllWant {
+			t.Errorf("%s: see %v release %v list all %v", c.who, store.CanSeeDevserver(c.u, d), store.CanManageDevserver(c.u, d), store.CanListAllDevservers(c.u))
 		}
 	}
 }

@@ -49,7 +49,7 @@ func release(ctx context.Context, s *store.Store, q Enqueuer, who store.Actor, u
 	if err != nil {
 		return store.Devserver{}, err
 	}
-	if !store.CanReleaseDevserver(u, d) {
+	if !store.CanManageDevserver(u, d) {
 		return store.Devserver{}, web.ErrForbidden
 	}
 	err = s.InTx(ctx, func(tx *store.Tx) error {
@@ -74,6 +74,16 @@ func listDevservers(log *slog.Logger, s *store.Store) http.HandlerFunc {
 	}
 }
 
+// devserverView loads everything the devserver page shows.
+func devserverView(ctx context.Context, s *store.Store, u store.User, d store.Devserver) (views.DevserverView, error) {
+	v := views.DevserverView{Devserver: d, CanManage: store.CanManageDevserver(u, d)}
+	var err error
+	if v.Activity, err = s.AuditEvents(ctx, "devserver", d.Name); err != nil {
+		return v, err
+	}
+	return v, nil
+}
+
 func showDevserver(log *slog.Logger, s *store.Store) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		u := web.User(r)
@@ -82,9 +92,18 @@ func showDevserver(log *slog.Logger, s *store.Store) http.HandlerFunc {
 			web.Error(w, r, log, err)
 			return
 		}
-		can := store.CanReleaseDevserver(*u, d)
+		can := store.CanManageDevserver(*u, d)
 		web.Chrome(r).Refresh = d.Transitional()
-		web.Render(w, r, log, views.DevserverPage(d, can), views.DevserverStatus(d, can))
+		if web.IsHTMX(r) {
+			web.Render(w, r, log, nil, views.DevserverStatus(d, can))
+			return
+		}
+		v, err := devserverView(r.Context(), s, *u, d)
+		if err != nil {
+			web.Error(w, r, log, err)
+			return
+		}
+		web.Render(w, r, log, views.DevserverPage(v), nil)
 	}
 }
 

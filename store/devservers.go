@@ -42,11 +42,26 @@ type Devserver struct {
 	UpdatedAt  time.Time  `db:"updated_at" json:"updated_at"`
 	ReadyAt    *time.Time `db:"ready_at" json:"ready_at,omitempty"`
 	ReleasedAt *time.Time `db:"released_at" json:"released_at,omitempty"`
-	Lease      Lease      `db:"lease" json:"lease"`
+	// PooledAt is when the pool built it ahead of demand; AssignedAt when a
+	// reservation took it from the pool.
+	PooledAt         *time.Time `db:"pooled_at" json:"-"`
+	AssignedAt       *time.Time `db:"assigned_at" json:"assigned_at,omitempty"`
+	GPUs             int        `db:"gpus" json:"gpus"`
+	OneoffsState     string     `db:"oneoffs_state" json:"oneoffs_state"`
+	OneoffsError     string     `db:"oneoffs_error" json:"oneoffs_error,omitempty"`
+	OneoffsAppliedAt *time.Time `db:"oneoffs_applied_at" json:"oneoffs_applied_at,omitempty"`
+	Lease            Lease      `db:"lease" json:"lease"`
 }
+
+// Pooled tells whether the devserver waits in a pool for an owner.
+func (d Devserver) Pooled() bool { return d.OwnerID == 0 }
+
+// FromPool tells whether a reservation was served from a pool.
+func (d Devserver) FromPool() bool { return d.PooledAt != nil }
 
 // Lease is who holds a devserver and until when.
 type Lease struct {
+	ID     int64      `db:"id" json:"-"`
 	Kind   string     `db:"kind" json:"kind"`
 	EndsAt *time.Time `db:"ends_at" json:"until,omitempty"`
 }
@@ -111,12 +126,13 @@ type Reservation struct {
 }
 
 const devserverSelect = `
-SELECT d.id, d.name, d.owner_id, u.email AS owner, d.flavor, f.kind, d.region, d.host_id, h.name AS host,
-       d.hostname, d.address, d.instance_id, d.state, d.progress, d.status_note,
-       d.created_at, d.updated_at, d.ready_at, d.released_at,
-       COALESCE(l.kind, '') AS "lease.kind", l.ends_at AS "lease.ends_at"
+SELECT d.id, d.name, COALESCE(d.owner_id, 0) AS owner_id, COALESCE(u.email, '') AS owner, d.flavor, f.kind, f.gpus, d.region,
+       d.host_id, h.name AS host, d.hostname, d.address, d.instance_id, d.state, d.progress, d.status_note,
+       d.created_at, d.updated_at, d.ready_at, d.released_at, d.pooled_at, d.assigned_at,
+       d.oneoffs_state, d.oneoffs_error, d.oneoffs_applied_at,
+       COALESCE(l.id, 0) AS "lease.id", COALESCE(l.kind, '') AS "lease.kind", l.ends_at AS "lease.ends_at"
 FROM devservers d
-JOIN users u ON u.id = d.owner_id
+LEFT JOIN users u ON u.id = d.owner_id
 JOIN flavors f ON f.name = d.flavor
 JOIN hosts h ON h.id = d.host_id
 LEFT JOIN leases l ON l.devserver_id = d.id AND l.ended_at IS NULL`

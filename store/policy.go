@@ -5,12 +5,13 @@ package store
 
 // CanSeeDevserver: the owner and admins.
 func CanSeeDevserver(u User, d Devserver) bool {
-	return u.ID == d.OwnerID || u.Has(RoleAdmin)
+	return (d.OwnerID != 0 && u.ID == d.OwnerID) || u.Has(RoleAdmin)
 }
 
-// CanReleaseDevserver: the owner and admins.
-func CanReleaseDevserver(u User, d Devserver) bool {
-	return u.ID == d.OwnerID || u.Has(RoleAdmin)
+// CanManageDevserver: the owner and admins may release, migrate, share,
+// restore and change features.
+func CanManageDevserver(u User, d Devserver) bool {
+	return (d.OwnerID != 0 && u.ID == d.OwnerID) || u.Has(RoleAdmin)
 }
 
 // CanListAllDevservers: admins.
