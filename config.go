@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -31,6 +32,12 @@ type config struct {
 	SimFailures      map[string]float64
 	SessionIdle      time.Duration
 	SessionMaxAge    time.Duration
+	PoolInterval     time.Duration
+	BackupDir        string // "" means <data-dir>/backups
+	BackupInterval   time.Duration
+	BackupKeepLast   int
+	BackupKeepDays   int
+	LeaseReminders   []time.Duration
 	LogLevel         string
 	LogFormat        string
 }
@@ -62,6 +69,16 @@ func settings(c *config, devLogin *string) []setting {
 				return fmt.Errorf("must be at least %s", min)
 			}
 			*dst = d
+			return nil
+		}
+	}
+	count := func(dst *int, min int) func(string) error {
+		return func(v string) error {
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil || n < min {
+				return fmt.Errorf("must be a whole number of at least %d", min)
+			}
+			*dst = n
 			return nil
 		}
 	}
@@ -159,6 +176,39 @@ func settings(c *config, devLogin *string) []setting {
 		}},
 		{"session-idle", "DEVPORT_SESSION_IDLE", "12h", "a web session ends after this long unused", dur(&c.SessionIdle, time.Minute)},
 		{"session-max-age", "DEVPORT_SESSION_MAX_AGE", "168h", "a web session ends this long after sign-in, used or not", dur(&c.SessionMaxAge, time.Minute)},
+		{"pool-interval", "DEVPORT_POOL_INTERVAL", "10s", "how often the pools of ready devservers are topped up to their targets; 0s turns refills off", func(v string) error {
+			if err := dur(&c.PoolInterval, 0)(v); err != nil {
+				return err
+			}
+			if c.PoolInterval > 0 && c.PoolInterval < time.Second {
+				return errors.New("must be 0s (off) or at least 1s")
+			}
+			return nil
+		}},
+		{"backup-dir", "DEVPORT_BACKUP_DIR", "", "directory of the backup store (default: backups in the data directory)", str(&c.BackupDir)},
+		{"backup-interval", "DEVPORT_BACKUP_INTERVAL", "24h", "how often each ready devserver is backed up on schedule", dur(&c.BackupInterval, time.Hour)},
+		{"backup-keep-last", "DEVPORT_BACKUP_KEEP_LAST", "7", "retention: how many of each devserver's newest backups are kept", count(&c.BackupKeepLast, 1)},
+		{"backup-keep-days", "DEVPORT_BACKUP_KEEP_DAYS", "30", "retention: for how many days one backup a day is kept as well", count(&c.BackupKeepDays, 0)},
+		{"lease-reminders", "DEVPORT_LEASE_REMINDERS", "72h,24h", "how long before a short lease ends its owner is reminded, comma-separated", func(v string) error {
+			c.LeaseReminders = nil
+			for _, part := range strings.Split(v, ",") {
+				if part = strings.TrimSpace(part); part == "" {
+					continue
+				}
+				d, err := time.ParseDuration(part)
+				if err != nil || d < time.Hour {
+					return fmt.Errorf("%q is not a duration of at least 1h, such as 72h", part)
+				}
+				if slices.Contains(c.LeaseReminders, d) {
+					return fmt.Errorf("%s is given twice", part)
+				}
+				c.LeaseReminders = append(c.LeaseReminders, d)
+			}
+			if len(c.LeaseReminders) == 0 {
+				return errors.New("give at least one duration, such as 72h,24h")
+			}
+			return nil
+		}},
 		{"log-level", "DEVPORT_LOG_LEVEL", "info", "debug, info, warn or error", func(v string) error {
 			switch v {
 			case "debug", "info", "warn", "error":
@@ -250,6 +300,14 @@ func (c config) DatabasePath() string {
 		return u.Opaque
 	}
 	return u.Path
+}
+
+// BackupPath is the backup store's directory.
+func (c config) BackupPath() string {
+	if c.BackupDir == "" {
+		return filepath.Join(c.DataDir, "backups")
+	}
+	return filepath.Clean(c.BackupDir)
 }
 
 // httpURL checks an optional http(s) URL setting; nil for an empty one.

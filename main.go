@@ -254,7 +254,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	simDriver := sim.New(s, sim.Options{Latency: c.SimLatency, Failures: c.SimFailures, Seed: 1})
-	runner, err := jobs.New(ctx, jobs.Options{Store: s, Fleet: fleet.New(simDriver), Log: log, Metrics: registry, SessionIdle: c.SessionIdle})
+	runner, err := jobs.New(ctx, jobs.Options{Store: s, Fleet: fleet.New(simDriver), Log: log, Metrics: registry, SessionIdle: c.SessionIdle,
+		PoolInterval: c.PoolInterval, BackupDir: c.BackupPath(), BackupInterval: c.BackupInterval,
+		BackupRetention: jobs.Retention{KeepLast: c.BackupKeepLast, KeepDays: c.BackupKeepDays}, LeaseReminders: c.LeaseReminders})
 	if err != nil {
 		return err
 	}

@@ -126,3 +126,22 @@ func (f *Fleet) Names() []string {
 	}
 	return names
 }
+
+// writeFileScript writes $2 to the file $1 (relative to the home directory),
+// making its directory; run by a POSIX shell on a real host.
+const writeFileScript = `mkdir -p "$(dirname "$1")" && printf '%s' "$2" > "$1"`
+
+// WriteFileCmd is the command that writes content to a file in an
+// instance's home directory. Real drivers run it with sh; the simulator
+// recognises it and keeps the file.
+func WriteFileCmd(path, content string) []string {
+	return []string{"sh", "-c", writeFileScript, "sh", path, content}
+}
+
+// ParseWriteFileCmd returns the path and content of a WriteFileCmd.
+func ParseWriteFileCmd(cmd []string) (path, content string, ok bool) {
+	if len(cmd) == 6 && cmd[0] == "sh" && cmd[1] == "-c" && cmd[2] == writeFileScript && cmd[3] == "sh" {
+		return cmd[4], cmd[5], true
+	}
+	return "", "", false
+}

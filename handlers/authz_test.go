@@ -3,6 +3,7 @@ package handlers_test
 import (
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -13,19 +14,22 @@ import (
 )
 
 // TestAuthorizationMatrix holds every route against every kind of caller:
-// anonymous, the owner of the object, a stranger, an admin and a reviewer.
+// anonymous, the owner of the object, someone it is shared with, a stranger,
+// an admin and a reviewer.
 // A cell is the status the caller gets; "" means the route is not tried for
 // that caller (a second caller would change the state the next one sees).
 func TestAuthorizationMatrix(t *testing.T) {
 	srv := handlertest.New(t)
 	tokens := map[string]string{
 		"owner":    srv.Token(t, "owner@example.com"),
+		"sharee":   srv.Token(t, "sharee@example.com"),
 		"stranger": srv.Token(t, "stranger@example.com"),
 		"admin":    srv.Token(t, "admin@example.com", store.RoleAdmin),
 		"reviewer": srv.Token(t, "reviewer@example.com", store.RoleReviewer),
 	}
 	browsers := map[string]*http.Client{
 		"owner":    srv.SignIn(t, "owner@example.com"),
+		"sharee":   srv.SignIn(t, "sharee@example.com"),
 		"stranger": srv.SignIn(t, "stranger@example.com"),
 		"admin":    srv.SignIn(t, "admin@example.com", store.RoleAdmin),
 		"reviewer": srv.SignIn(t, "reviewer@example.com", store.RoleReviewer),
@@ -40,7 +44,12 @@ func TestAuthorizationMatrix(t *testing.T) {
 		return name
 	}
 	ds := reserve()
-	callers := []string{"anonymous", "owner", "stranger", "admin", "reviewer"}
+	// The sharee is someone the owner shared ds with: they see it and what
+	// hangs off it, and are refused (403, not 404) every change to it.
+	if resp, body := srv.Do(t, nil, handlertest.Request{Method: "POST", Path: "/api/v1/devservers/" + ds + "/shares", Token: tokens["owner"], Body: `{"email":"sharee@example.com"}`}); resp.StatusCode != http.StatusCreated {
+		t.Fatalf("share: %d %s", resp.StatusCode, body)
+	}
+	callers := []string{"anonymous", "owner", "sharee", "stranger", "admin", "reviewer"}
 
 	api := []struct {
 		method, path, body string
@@ -50,11 +59,36 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"GET", "/api/v1/regions", "", map[string]int{"anonymous": 401, "owner": 200, "stranger": 200, "admin": 200, "reviewer": 200}},
 		{"GET", "/api/v1/flavors", "", map[string]int{"anonymous": 401, "owner": 200, "stranger": 200, "admin": 200, "reviewer": 200}},
 		{"GET", "/api/v1/features", "", map[string]int{"anonymous": 401, "owner": 200, "stranger": 200, "admin": 200, "reviewer": 200}},
-		{"GET", "/api/v1/devservers", "", map[string]int{"anonymous": 401, "owner": 200, "stranger": 200, "admin": 200, "reviewer": 200}},
+		{"GET", "/api/v1/devservers", "", map[string]int{"anonymous": 401, "owner": 200, "sharee": 200, "stranger": 200, "admin": 200, "reviewer": 200}},
 		{"GET", "/api/v1/devservers?all=1", "", map[string]int{"anonymous": 401, "owner": 403, "stranger": 403, "admin": 200, "reviewer": 403}},
 		{"POST", "/api/v1/devservers", `{"flavor":"nope"}`, map[string]int{"anonymous": 401, "owner": 422, "stranger": 422, "admin": 422, "reviewer": 422}},
-		{"GET", "/api/v1/devservers/" + ds, "", map[string]int{"anonymous": 401, "owner": 200, "stranger": 404, "admin": 200, "reviewer": 404}},
-		{"POST", "/api/v1/devservers/" + ds + "/release", "", map[string]int{"anonymous": 401, "stranger": 404, "reviewer": 404}},
+		{"GET", "/api/v1/devservers/" + ds, "", map[string]int{"anonymous": 401, "owner": 200, "sharee": 200, "stranger": 404, "admin": 200, "reviewer": 404}},
+		{"POST", "/api/v1/devservers/" + ds + "/release", "", map[string]int{"anonymous": 401, "sharee": 403, "stranger": 404, "reviewer": 404}},
+		{"POST", "/api/v1/devservers/" + ds + "/extend", `{}`, map[string]int{"anonymous": 401, "owner": 422, "sharee": 403, "stranger": 404, "admin": 403, "reviewer": 404}},
+		{"GET", "/api/v1/pools", "", map[string]int{"anonymous": 401, "owner": 403, "stranger": 403, "admin": 200, "reviewer": 403}},
+		{"PUT", "/api/v1/pools/prn/vm.small", `{"target":-1}`, map[string]int{"anonymous": 401, "owner": 403, "stranger": 403, "admin": 422, "reviewer": 403}},
+		{"GET", "/api/v1/devservers/" + ds + "/features", "", map[string]int{"anonymous": 401, "owner": 200, "sharee": 200, "stranger": 404, "admin": 200, "reviewer": 404}},
+		{"POST", "/api/v1/devservers/" + ds + "/features", `{"feature":"nope"}`, map[string]int{"anonymous": 401, "owner": 422, "sharee": 403, "stranger": 404, "admin": 422, "reviewer": 404}},
+		{"DELETE", "/api/v1/devservers/" + ds + "/features/git", "", map[string]int{"anonymous": 401, "owner": 404, "sharee": 403, "stranger": 404, "admin": 404, "reviewer": 404}},
+		{"POST", "/api/v1/devservers/" + ds + "/oneoffs", "", map[string]int{"anonymous": 401, "owner": 409, "sharee": 403, "stranger": 404, "admin": 409, "reviewer": 404}},
+		{"POST", "/api/v1/devservers/" + ds + "/migrate", `{}`, map[string]int{"anonymous": 401, "owner": 422, "sharee": 403, "stranger": 404, "admin": 422, "reviewer": 404}},
+		{"GET", "/api/v1/devservers/" + ds + "/migration", "", map[string]int{"anonymous": 401, "owner": 404, "sharee": 404, "stranger": 404, "admin": 404, "reviewer": 404}},
+		{"GET", "/api/v1/me/oneoffs", "", map[string]int{"anonymous": 401, "owner": 200, "stranger": 200, "admin": 200, "reviewer": 200}},
+		{"PUT", "/api/v1/me/oneoffs", `{"env":{"1":"x"}}`, map[string]int{"anonymous": 401, "owner": 422, "stranger": 422, "admin": 422, "reviewer": 422}},
+		{"PUT", "/api/v1/features/git", `{"version":""}`, map[string]int{"anonymous": 401, "owner": 403, "stranger": 403, "admin": 422, "reviewer": 403}},
+		{"GET", "/api/v1/devservers/" + ds + "/backups", "", map[string]int{"anonymous": 401, "owner": 200, "sharee": 200, "stranger": 404, "admin": 200, "reviewer": 404}},
+		{"POST", "/api/v1/devservers/" + ds + "/backups", "", map[string]int{"anonymous": 401, "owner": 202, "sharee": 403, "stranger": 404, "reviewer": 404}},
+		{"POST", "/api/v1/devservers/" + ds + "/restore", `{"backup_id":999999}`, map[string]int{"anonymous": 401, "owner": 404, "sharee": 403, "stranger": 404, "admin": 404, "reviewer": 404}},
+		{"GET", "/api/v1/devservers/" + ds + "/restores", "", map[string]int{"anonymous": 401, "owner": 200, "sharee": 200, "stranger": 404, "admin": 200, "reviewer": 404}},
+		{"GET", "/api/v1/notifications", "", map[string]int{"anonymous": 401, "owner": 200, "stranger": 200, "admin": 200, "reviewer": 200}},
+		{"POST", "/api/v1/notifications/read-all", "", map[string]int{"anonymous": 401, "owner": 200, "stranger": 200, "admin": 200, "reviewer": 200}},
+		{"POST", "/api/v1/notifications/999999/read", "", map[string]int{"anonymous": 401, "owner": 404, "stranger": 404, "admin": 404, "reviewer": 404}},
+		{"GET", "/api/v1/devservers/" + ds + "/shares", "", map[string]int{"anonymous": 401, "owner": 200, "sharee": 200, "stranger": 404, "admin": 200, "reviewer": 404}},
+		{"POST", "/api/v1/devservers/" + ds + "/shares", `{"email":"nobody@example.com"}`, map[string]int{"anonymous": 401, "owner": 422, "sharee": 403, "stranger": 404, "admin": 422, "reviewer": 404}},
+		{"DELETE", "/api/v1/devservers/" + ds + "/shares/nobody@example.com", "", map[string]int{"anonymous": 401, "owner": 404, "sharee": 403, "stranger": 404, "admin": 404, "reviewer": 404}},
+		{"GET", "/api/v1/me/keys", "", map[string]int{"anonymous": 401, "owner": 200, "sharee": 200, "stranger": 200, "admin": 200, "reviewer": 200}},
+		{"POST", "/api/v1/me/keys", `{"public_key":"not a key"}`, map[string]int{"anonymous": 401, "owner": 422, "sharee": 422, "stranger": 422, "admin": 422, "reviewer": 422}},
+		{"DELETE", "/api/v1/me/keys/999999", "", map[string]int{"anonymous": 401, "owner": 404, "sharee": 404, "stranger": 404, "admin": 404, "reviewer": 404}},
 	}
 	for _, r := range api {
 		for _, who := range callers {
@@ -78,12 +112,36 @@ func TestAuthorizationMatrix(t *testing.T) {
 	}{
 		{"GET", "/", nil, map[string]int{"anonymous": 303, "owner": 303, "stranger": 303, "admin": 303, "reviewer": 303}},
 		{"GET", "/login", nil, map[string]int{"anonymous": 200, "owner": 303, "stranger": 303, "admin": 303, "reviewer": 303}},
-		{"GET", "/devservers", nil, map[string]int{"anonymous": 303, "owner": 200, "stranger": 200, "admin": 200, "reviewer": 200}},
+		{"GET", "/devservers", nil, map[string]int{"anonymous": 303, "owner": 200, "sharee": 200, "stranger": 200, "admin": 200, "reviewer": 200}},
 		{"GET", "/devservers/new", nil, map[string]int{"anonymous": 303, "owner": 200, "stranger": 200, "admin": 200, "reviewer": 200}},
 		{"GET", "/devservers/new/regions?flavor=vm.small", nil, map[string]int{"anonymous": 303, "owner": 200, "stranger": 200, "admin": 200, "reviewer": 200}},
 		{"POST", "/devservers", url.Values{"flavor": {"nope"}}, map[string]int{"anonymous": 303, "owner": 422, "stranger": 422, "admin": 422, "reviewer": 422}},
-		{"GET", "/devservers/" + ds, nil, map[string]int{"anonymous": 303, "owner": 200, "stranger": 404, "admin": 200, "reviewer": 404}},
-		{"POST", "/devservers/" + ds + "/release", url.Values{}, map[string]int{"anonymous": 303, "stranger": 404, "reviewer": 404}},
+		{"GET", "/devservers/" + ds, nil, map[string]int{"anonymous": 303, "owner": 200, "sharee": 200, "stranger": 404, "admin": 200, "reviewer": 404}},
+		{"POST", "/devservers/" + ds + "/release", url.Values{}, map[string]int{"anonymous": 303, "sharee": 403, "stranger": 404, "reviewer": 404}},
+		{"POST", "/devservers/" + ds + "/extend", url.Values{}, map[string]int{"anonymous": 303, "owner": 422, "sharee": 403, "stranger": 404, "admin": 403, "reviewer": 404}},
+		{"GET", "/admin", nil, map[string]int{"anonymous": 303, "owner": 403, "stranger": 403, "admin": 200, "reviewer": 403}},
+		{"GET", "/admin/pools", nil, map[string]int{"anonymous": 303, "owner": 403, "stranger": 403, "admin": 200, "reviewer": 403}},
+		{"POST", "/admin/pools", url.Values{"target-prn/vm.small": {"-1"}}, map[string]int{"anonymous": 303, "owner": 403, "stranger": 403, "admin": 422, "reviewer": 403}},
+		{"GET", "/devservers/" + ds + "/features", nil, map[string]int{"anonymous": 303, "owner": 200, "sharee": 200, "stranger": 404, "admin": 200, "reviewer": 404}},
+		{"POST", "/devservers/" + ds + "/features", url.Values{"feature": {"nope"}}, map[string]int{"anonymous": 303, "owner": 303, "sharee": 403, "stranger": 404, "admin": 303, "reviewer": 404}},
+		{"POST", "/devservers/" + ds + "/features/git/remove", url.Values{}, map[string]int{"anonymous": 303, "owner": 404, "sharee": 403, "stranger": 404, "admin": 404, "reviewer": 404}},
+		{"POST", "/devservers/" + ds + "/oneoffs", url.Values{}, map[string]int{"anonymous": 303, "owner": 303, "sharee": 403, "stranger": 404, "admin": 303, "reviewer": 404}},
+		{"POST", "/devservers/" + ds + "/migrate", url.Values{}, map[string]int{"anonymous": 303, "owner": 303, "sharee": 403, "stranger": 404, "admin": 303, "reviewer": 404}},
+		{"GET", "/profile/oneoffs", nil, map[string]int{"anonymous": 303, "owner": 200, "stranger": 200, "admin": 200, "reviewer": 200}},
+		{"POST", "/profile/oneoffs", url.Values{"env": {"bad line"}}, map[string]int{"anonymous": 303, "owner": 422, "stranger": 422, "admin": 422, "reviewer": 422}},
+		{"GET", "/admin/features", nil, map[string]int{"anonymous": 303, "owner": 403, "stranger": 403, "admin": 200, "reviewer": 403}},
+		{"POST", "/admin/features/git/version", url.Values{"version": {""}}, map[string]int{"anonymous": 303, "owner": 403, "stranger": 403, "admin": 422, "reviewer": 403}},
+		{"GET", "/devservers/" + ds + "/backups", nil, map[string]int{"anonymous": 303, "owner": 200, "sharee": 200, "stranger": 404, "admin": 200, "reviewer": 404}},
+		{"POST", "/devservers/" + ds + "/backups", url.Values{}, map[string]int{"anonymous": 303, "owner": 303, "sharee": 403, "stranger": 404, "admin": 303, "reviewer": 404}},
+		{"POST", "/backups/999999/restore", url.Values{"target": {ds}}, map[string]int{"anonymous": 303, "owner": 404, "sharee": 403, "stranger": 404, "admin": 404, "reviewer": 404}},
+		{"GET", "/inbox", nil, map[string]int{"anonymous": 303, "owner": 200, "stranger": 200, "admin": 200, "reviewer": 200}},
+		{"POST", "/inbox/read-all", url.Values{}, map[string]int{"anonymous": 303, "owner": 303, "stranger": 303, "admin": 303, "reviewer": 303}},
+		{"POST", "/inbox/999999/read", url.Values{}, map[string]int{"anonymous": 303, "owner": 404, "stranger": 404, "admin": 404, "reviewer": 404}},
+		{"POST", "/devservers/" + ds + "/shares", url.Values{"email": {"nobody@example.com"}}, map[string]int{"anonymous": 303, "owner": 422, "sharee": 403, "stranger": 404, "admin": 422, "reviewer": 404}},
+		{"POST", "/devservers/" + ds + "/shares/nobody@example.com/remove", url.Values{}, map[string]int{"anonymous": 303, "owner": 404, "sharee": 403, "stranger": 404, "admin": 404, "reviewer": 404}},
+		{"GET", "/profile", nil, map[string]int{"anonymous": 303, "owner": 200, "sharee": 200, "stranger": 200, "admin": 200, "reviewer": 200}},
+		{"POST", "/profile/keys", url.Values{"public_key": {"not a key"}}, map[string]int{"anonymous": 303, "owner": 422, "sharee": 422, "stranger": 422, "admin": 422, "reviewer": 422}},
+		{"POST", "/profile/keys/999999/delete", url.Values{}, map[string]int{"anonymous": 303, "owner": 404, "sharee": 404, "stranger": 404, "admin": 404, "reviewer": 404}},
 		{"GET", "/healthz", nil, map[string]int{"anonymous": 200, "owner": 200}},
 		{"GET", "/readyz", nil, map[string]int{"anonymous": 200, "owner": 200}},
 		{"GET", "/metrics", nil, map[string]int{"anonymous": 200, "owner": 200}},
@@ -110,6 +168,13 @@ func TestAuthorizationMatrix(t *testing.T) {
 		covered := map[string]bool{"GET /static/*": true, "POST /login/dev": true, "POST /logout": true}
 		pattern := func(method, path string) string {
 			path, _, _ = strings.Cut(path, "?")
+			path = strings.Replace(path, "/pools/prn/vm.small", "/pools/{region}/{flavor}", 1)
+			path = strings.Replace(path, "/features/git", "/features/{feature}", 1)
+			path = strings.Replace(path, "/shares/nobody@example.com", "/shares/{email}", 1)
+			path = strings.Replace(path, "/keys/999999", "/keys/{id}", 1)
+			for _, prefix := range []string{"/notifications/", "/inbox/", "/backups/"} {
+				path = strings.Replace(path, prefix+"999999/", prefix+"{id}/", 1)
+			}
 			return method + " " + strings.ReplaceAll(path, ds, "{name}")
 		}
 		for _, r := range api {
@@ -146,7 +211,37 @@ func TestAuthorizationMatrix(t *testing.T) {
 				t.Errorf("status %d", resp.StatusCode)
 			}
 		})
+		t.Run(who+" may share the owner's devserver and stop sharing it", func(t *testing.T) {
+			resp, body := srv.Do(t, nil, handlertest.Request{Method: "POST", Path: "/api/v1/devservers/" + ds + "/shares", Token: tokens[who], Body: `{"email":"reviewer@example.com"}`})
+			if resp.StatusCode != http.StatusCreated {
+				t.Errorf("share: status %d: %s", resp.StatusCode, body)
+			}
+			resp, body = srv.Do(t, nil, handlertest.Request{Method: "DELETE", Path: "/api/v1/devservers/" + ds + "/shares/reviewer@example.com", Token: tokens[who]})
+			if resp.StatusCode != http.StatusNoContent {
+				t.Errorf("unshare: status %d: %s", resp.StatusCode, body)
+			}
+			resp, _ = srv.Do(t, browsers[who], handlertest.Request{Method: "POST", Path: "/devservers/" + ds + "/shares", Form: url.Values{"email": {"reviewer@example.com"}}})
+			if resp.StatusCode != http.StatusSeeOther {
+				t.Errorf("share from the page: status %d", resp.StatusCode)
+			}
+			resp, _ = srv.Do(t, browsers[who], handlertest.Request{Method: "POST", Path: "/devservers/" + ds + "/shares/reviewer@example.com/remove", Form: url.Values{}})
+			if resp.StatusCode != http.StatusSeeOther {
+				t.Errorf("unshare from the page: status %d", resp.StatusCode)
+			}
+		})
 	}
+	t.Run("everyone may add and delete their own keys", func(t *testing.T) {
+		for _, who := range callers[1:] {
+			resp, body := srv.Do(t, nil, handlertest.Request{Method: "POST", Path: "/api/v1/me/keys", Token: tokens[who], Body: `{"public_key":"` + newKey(t, "") + `"}`})
+			if resp.StatusCode != http.StatusCreated {
+				t.Fatalf("%s adds a key: %d %s", who, resp.StatusCode, body)
+			}
+			id := strconv.FormatInt(decode[keyJSON](t, body).ID, 10)
+			if resp, _ := srv.Do(t, nil, handlertest.Request{Method: "DELETE", Path: "/api/v1/me/keys/" + id, Token: tokens[who]}); resp.StatusCode != http.StatusNoContent {
+				t.Errorf("%s deletes their key: %d", who, resp.StatusCode)
+			}
+		}
+	})
 }
 
 func TestPolicies(t *testing.T) {
@@ -154,13 +249,15 @@ func TestPolicies(t *testing.T) {
 	stranger := store.User{ID: 2, Roles: []string{"engineer"}}
 	admin := store.User{ID: 3, Roles: []string{"engineer", "admin"}}
 	reviewer := store.User{ID: 4, Roles: []string{"engineer", "reviewer"}}
-	d := store.Devserver{OwnerID: 1}
+	sharee := store.User{ID: 5, Roles: []string{"engineer"}}
+	d := store.Devserver{OwnerID: 1, ShareeIDs: []int64{5}}
 	for _, c := range []struct {
 		who                       string
 		u                         store.User
 		see, release, listAllWant bool
 	}{
 		{"owner", owner, true, true, false},
+		{"sharee", sharee, true, false, false},
 		{"stranger", stranger, false, false, false},
 		{"admin", admin, true, true, true},
 		{"reviewer", reviewer, false, false, false},

@@ -21,6 +21,8 @@ type flavorRoom struct {
 	Total int `json:"total"`
 	Used  int `json:"used"`
 	Free  int `json:"free"`
+	// PoolReady is how many pooled devservers of the flavour are ready there.
+	PoolReady int `json:"pool_ready"`
 }
 
 // apiRegions lists regions with, per flavour, how many devservers of it the
@@ -47,6 +49,11 @@ func apiRegions(log *slog.Logger, s *store.Store) http.HandlerFunc {
 			web.Error(w, r, log, err)
 			return
 		}
+		ready, err := s.PoolReady(r.Context())
+		if err != nil {
+			web.Error(w, r, log, err)
+			return
+		}
 		out := make([]regionView, 0, len(regions))
 		for _, rg := range regions {
 			var in, empty []store.Host
@@ -59,7 +66,8 @@ func apiRegions(log *slog.Logger, s *store.Store) http.HandlerFunc {
 			}
 			v := regionView{Region: rg, Flavors: map[string]flavorRoom{}}
 			for _, f := range flavors {
-				v.Flavors[f.Name] = flavorRoom{Total: store.FreeSlots(f, empty), Used: used[rg.Code][f.Name], Free: store.FreeSlots(f, in)}
+				v.Flavors[f.Name] = flavorRoom{Total: store.FreeSlots(f, empty), Used: used[rg.Code][f.Name], Free: store.FreeSlots(f, in),
+					PoolReady: ready[rg.Code][f.Name]}
 			}
 			out = append(out, v)
 		}

@@ -28,6 +28,18 @@ func reserve(ctx context.Context, s *store.Store, q Enqueuer, who store.Actor, r
 		if d, err = tx.Reserve(ctx, who, req); err != nil {
 			return err
 		}
+		if err := setUp(ctx, s, tx, q, who, d, req.Features); err != nil {
+			return err
+		}
+		if d.State == store.StateReady {
+			// Served from a pool: it is ready, but holds no keys of its new owner yet.
+			if err := q.Enqueue(ctx, tx, jobs.SyncKeysArgs{DevserverID: d.ID}); err != nil {
+				return err
+			}
+		}
+		if d.FromPool() {
+			return nil // taken from a pool: built and ready already
+		}
 		return q.Enqueue(ctx, tx, jobs.ProvisionArgs{DevserverID: d.ID})
 	})
 	return d, err
@@ -40,6 +52,8 @@ func visibleDevserver(ctx context.Context, s *store.Store, u store.User, name st
 	if err == nil && !store.CanSeeDevserver(u, d) {
 		err = store.ErrNotFound
 	}
+	d.Relation = store.RelationOf(u, d)
+	d.Connection = store.ConnectionFor(d, u)
 	return d, err
 }
 
@@ -64,21 +78,44 @@ func release(ctx context.Context, s *store.Store, q Enqueuer, who store.Actor, u
 
 func listDevservers(log *slog.Logger, s *store.Store) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		ds, err := s.Devservers(r.Context(), store.DevserverFilter{OwnerID: web.User(r).ID, Limit: 500})
+		ds, err := s.Devservers(r.Context(), store.DevserverFilter{Viewer: web.User(r).ID, OwnOrShared: true, Limit: 500})
 		if err != nil {
 			web.Error(w, r, log, err)
 			return
 		}
 		web.Chrome(r).Refresh = store.AnyTransitional(ds)
-		web.Render(w, r, log, views.DevserversPage(ds), views.DevserverRows(ds))
+		v := views.Dashboard{Devservers: ds, Now: s.Now()}
+		web.Render(w, r, log, views.DevserversPage(v), views.DevserverRows(v))
 	}
 }
 
 // devserverView loads everything the devserver page shows.
 func devserverView(ctx context.Context, s *store.Store, u store.User, d store.Devserver) (views.DevserverView, error) {
-	v := views.DevserverView{Devserver: d, CanManage: store.CanManageDevserver(u, d)}
-	var err error
+	v, err := featuresSection(ctx, s, u, d)
+	if err != nil {
+		return v, err
+	}
 	if v.Activity, err = s.AuditEvents(ctx, "devserver", d.Name); err != nil {
+		return v, err
+	}
+	if v.Migration, err = latestMigration(ctx, s, d); err != nil {
+		return v, err
+	}
+	if v.CanManage {
+		if v.Regions, err = s.Regions(ctx); err != nil {
+			return v, err
+		}
+		if v.Flavors, err = s.Flavors(ctx); err != nil {
+			return v, err
+		}
+	}
+	if v.Lease, err = leaseView(ctx, s, u, d, views.LeaseView{}); err != nil {
+		return v, err
+	}
+	if v.Shares, err = s.Shares(ctx, d.ID); err != nil {
+		return v, err
+	}
+	if err := loadBackups(ctx, s, d, &v); err != nil {
 		return v, err
 	}
 	return v, nil
@@ -115,41 +152,76 @@ func reserveFormData(ctx context.Context, s *store.Store, u store.User, f views.
 		return f, err
 	}
 	f.Flavors = flavors
-	f.CanPermanent = u.Has(store.RoleAdmin)
+	if f.Catalogue, err = s.Features(ctx); err != nil {
+		return f, err
+	}
 	if f.Region == "" {
 		f.Region = u.HomeRegion
 	}
-	if f.LeaseUntil == "" {
-		f.LeaseUntil = s.Now().Add(store.DefaultLease).Format(time.DateOnly)
-	}
-	return reserveRegionData(ctx, s, f)
+	return reserveRegionData(ctx, s, u, f)
 }
 
-func reserveRegionData(ctx context.Context, s *store.Store, f views.ReserveForm) (views.ReserveForm, error) {
+// reserveRegionData fills what depends on the chosen flavour: the regions,
+// nearest to the user's home first, with free room and pool-ready devservers;
+// the lease policy; and the quota.
+func reserveRegionData(ctx context.Context, s *store.Store, u store.User, f views.ReserveForm) (views.ReserveForm, error) {
 	f.Regions = nil
+	regions, err := s.Regions(ctx)
+	if err != nil {
+		return f, err
+	}
+	ms, err := s.Latencies(ctx, u.HomeRegion)
+	if err != nil {
+		return f, err
+	}
+	f.Home = u.HomeRegion
+	if f.Quota, err = s.QuotaUse(ctx, u); err != nil {
+		return f, err
+	}
 	flavor, err := s.Flavor(ctx, f.Flavor)
 	if errors.Is(err, store.ErrNotFound) {
 		f.Flavor = ""
-		regions, err := s.Regions(ctx)
-		if err != nil {
-			return f, err
+		// Until a flavour is chosen the form shows the usual policy.
+		f.Policy = store.DefaultLeasePolicy(store.Flavor{})
+		for _, r := range store.ByNearness(regions, u.HomeRegion, ms) {
+			f.Regions = append(f.Regions, views.RegionChoice{Region: r, LatencyMS: ms[r.Code]})
 		}
-		for _, r := range regions {
-			f.Regions = append(f.Regions, views.RegionChoice{Region: r})
-		}
-		return f, nil
+		return reserveLeaseData(s, u, f), nil
 	}
 	if err != nil {
 		return f, err
 	}
+	if f.Policy, err = s.LeasePolicy(ctx, flavor); err != nil {
+		return f, err
+	}
+	f.GPU = flavor.GPUs > 0
 	caps, err := s.Capacity(ctx, flavor)
 	if err != nil {
 		return f, err
 	}
-	for _, c := range caps {
-		f.Regions = append(f.Regions, views.RegionChoice{Region: c.Region, Free: c.Free})
+	ready, err := s.PoolReady(ctx)
+	if err != nil {
+		return f, err
 	}
-	return f, nil
+	free := map[string]int{}
+	for _, c := range caps {
+		free[c.Region.Code] = c.Free
+	}
+	for _, r := range store.ByNearness(regions, u.HomeRegion, ms) {
+		f.Regions = append(f.Regions, views.RegionChoice{Region: r, Free: free[r.Code], PoolReady: ready[r.Code][flavor.Name], LatencyMS: ms[r.Code]})
+	}
+	return reserveLeaseData(s, u, f), nil
+}
+
+// reserveLeaseData fills the lease choice from the flavour's policy.
+func reserveLeaseData(s *store.Store, u store.User, f views.ReserveForm) views.ReserveForm {
+	now := s.Now()
+	f.CanPermanent = f.Policy.AllowsPermanent(u)
+	f.LeaseMax = f.Policy.MaxUntil(now).Format(time.DateOnly)
+	if f.LeaseUntil == "" {
+		f.LeaseUntil = f.Policy.DefaultUntil(now).Format(time.DateOnly)
+	}
+	return f
 }
 
 func reserveForm(log *slog.Logger, s *store.Store) http.HandlerFunc {
@@ -171,12 +243,18 @@ func reserveRegions(log *slog.Logger, s *store.Store) http.HandlerFunc {
 		if region == "" {
 			region = u.HomeRegion
 		}
-		f, err := reserveRegionData(r.Context(), s, views.ReserveForm{Flavor: r.URL.Query().Get("flavor"), Region: region})
+		q := r.URL.Query()
+		f, err := reserveRegionData(r.Context(), s, *u, views.ReserveForm{Flavor: q.Get("flavor"), Region: region,
+			LeaseKind: q.Get("lease_kind"), LeaseUntil: q.Get("lease_until")})
 		if err != nil {
 			web.Error(w, r, log, err)
 			return
 		}
-		web.Render(w, r, log, views.ReserveRegions(f), views.ReserveRegions(f))
+		if f.LeaseUntil > f.LeaseMax { // dates as YYYY-MM-DD compare as strings
+			// The new flavour allows less than the date chosen for the old one.
+			f.LeaseUntil = f.Policy.DefaultUntil(s.Now()).Format(time.DateOnly)
+		}
+		web.Render(w, r, log, views.ReserveRegions(f), views.ReserveFlavorChoices(f))
 	}
 }
 
@@ -202,9 +280,9 @@ func reserveDevserver(log *slog.Logger, s *store.Store, q Enqueuer, sessions *we
 		u := web.User(r)
 		form := views.ReserveForm{
 			Flavor: r.PostForm.Get("flavor"), Region: r.PostForm.Get("region"),
-			LeaseKind: r.PostForm.Get("lease_kind"), LeaseUntil: r.PostForm.Get("lease_until"),
+			LeaseKind: r.PostForm.Get("lease_kind"), LeaseUntil: r.PostForm.Get("lease_until"), Features: r.PostForm["features"],
 		}
-		req := store.Reservation{Owner: *u, Flavor: form.Flavor, Region: form.Region, LeaseKind: form.LeaseKind}
+		req := store.Reservation{Owner: *u, Flavor: form.Flavor, Region: form.Region, LeaseKind: form.LeaseKind, Features: form.Features}
 		until, ok := leaseEnd(form.LeaseUntil)
 		var err error
 		if !ok {
@@ -215,19 +293,26 @@ func reserveDevserver(log *slog.Logger, s *store.Store, q Enqueuer, sessions *we
 			}
 			var d store.Devserver
 			if d, err = reserve(r.Context(), s, q, web.Actor(r), req); err == nil {
-				sessions.Flash(w, r, "success", "Reserving "+d.Name+" ("+d.Flavor+") in "+d.Region+" on "+d.Host+".")
+				if d.FromPool() {
+					sessions.Flash(w, r, "success", d.Name+" ("+d.Flavor+") in "+d.Region+" is ready: it came from the pool.")
+				} else {
+					sessions.Flash(w, r, "success", "Reserving "+d.Name+" ("+d.Flavor+") in "+d.Region+" on "+d.Host+".")
+				}
 				web.Redirect(w, r, views.DevserverURL(d.Name))
 				return
 			}
 		}
 		var ve *store.ValidationError
 		var ce *store.ConflictError
+		var qe *store.QuotaError
 		status := http.StatusUnprocessableEntity
 		switch {
 		case errors.As(err, &ve):
 			form.Errors = ve.Fields
 		case errors.As(err, &ce):
 			form.Message, status = ce.Message, http.StatusConflict
+		case errors.As(err, &qe):
+			form.Message, status = qe.Message, http.StatusTooManyRequests
 		default:
 			web.Error(w, r, log, err)
 			return
@@ -279,13 +364,7 @@ func apiReserveDevserver(log *slog.Logger, s *store.Store, q Enqueuer) http.Hand
 			web.Error(w, r, log, err)
 			return
 		}
-		if len(in.Features) > 0 {
-			// Feature installs arrive with the devservers issue; until then a
-			// request for them is refused rather than silently ignored.
-			web.Error(w, r, log, &store.ValidationError{Fields: map[string]string{"features": "installing features at reservation is not available yet; reserve without them"}})
-			return
-		}
-		req := store.Reservation{Owner: *web.User(r), Flavor: in.Flavor, Region: in.Region}
+		req := store.Reservation{Owner: *web.User(r), Flavor: in.Flavor, Region: in.Region, Features: in.Features}
 		if in.Lease != nil {
 			req.LeaseKind, req.LeaseUntil = in.Lease.Kind, in.Lease.Until
 		}
@@ -302,6 +381,9 @@ func apiReserveDevserver(log *slog.Logger, s *store.Store, q Enqueuer) http.Hand
 func apiShowDevserver(log *slog.Logger, s *store.Store) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		d, err := visibleDevserver(r.Context(), s, *web.User(r), chi.URLParam(r, "name"))
+		if err == nil {
+			d.Shares, err = s.Shares(r.Context(), d.ID)
+		}
 		if err != nil {
 			web.Error(w, r, log, err)
 			return
@@ -369,7 +451,7 @@ func apiListDevservers(log *slog.Logger, s *store.Store) http.HandlerFunc {
 			return
 		}
 		q := r.URL.Query()
-		f := store.DevserverFilter{OwnerID: u.ID, Region: q.Get("region"), State: q.Get("state"), AfterID: after, Limit: limit + 1}
+		f := store.DevserverFilter{Viewer: u.ID, OwnOrShared: true, Region: q.Get("region"), State: q.Get("state"), AfterID: after, Limit: limit + 1}
 		if f.State != "" && !slices.Contains(devserverStates, f.State) {
 			web.Error(w, r, log, &store.ValidationError{Fields: map[string]string{"state": "must be one of " + strings.Join(devserverStates, ", ")}})
 			return
@@ -379,12 +461,15 @@ func apiListDevservers(log *slog.Logger, s *store.Store) http.HandlerFunc {
 				web.Error(w, r, log, web.ErrForbidden)
 				return
 			}
-			f.OwnerID = 0
+			f.OwnOrShared = false
 		}
 		ds, err := s.Devservers(r.Context(), f)
 		if err != nil {
 			web.Error(w, r, log, err)
 			return
+		}
+		for i := range ds {
+			ds[i].Connection = store.ConnectionFor(ds[i], *u)
 		}
 		out := page[store.Devserver]{Items: ds}
 		if len(ds) > limit {

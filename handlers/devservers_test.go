@@ -90,7 +90,8 @@ func TestAPIThinSlice(t *testing.T) {
 	for _, e := range events {
 		actions = append(actions, e.Actor+":"+e.Action)
 	}
-	want := "alice@example.com:devserver.reserve system:devserver.ready alice@example.com:devserver.release system:devserver.released"
+	want := "alice@example.com:devserver.reserve system:devserver.ready alice@example.com:devserver.release " +
+		"system:devserver.backup system:devserver.backup_done system:devserver.released"
 	if strings.Join(actions, " ") != want {
 		t.Errorf("audit trail = %v, want %s", actions, want)
 	}
@@ -291,7 +292,7 @@ func TestBadInput(t *testing.T) {
 		{"an unknown flavour", handlertest.Request{Method: "POST", Path: "/api/v1/devservers", Token: alice, Body: `{"flavor":"vm.huge","region":"tst"}`}, 422, "invalid", "flavor", ""},
 		{"an unknown region", handlertest.Request{Method: "POST", Path: "/api/v1/devservers", Token: alice, Body: `{"flavor":"vm.small","region":"mars"}`}, 422, "invalid", "region", ""},
 		{"a bad lease date", handlertest.Request{Method: "POST", Path: "/api/v1/devservers", Token: alice, Body: `{"flavor":"vm.small","region":"tst","lease":{"kind":"short","until":"tomorrow"}}`}, 400, "malformed_json", "", ""},
-		{"features before they can be installed", handlertest.Request{Method: "POST", Path: "/api/v1/devservers", Token: alice, Body: `{"flavor":"vm.small","region":"alt","features":["git"]}`}, 422, "invalid", "features", ""},
+		{"a feature that is not in the catalogue", handlertest.Request{Method: "POST", Path: "/api/v1/devservers", Token: alice, Body: `{"flavor":"vm.small","region":"alt","features":["cobol"]}`}, 422, "invalid", "features", ""},
 		{"a region without capacity", handlertest.Request{Method: "POST", Path: "/api/v1/devservers", Token: alice, Body: `{"flavor":"vm.small","region":"tst"}`}, 409, "no_capacity", "", "alt (3 free)"},
 		{"a draining region", handlertest.Request{Method: "POST", Path: "/api/v1/devservers", Token: alice, Body: `{"flavor":"vm.small","region":"drn"}`}, 409, "region_not_active", "", "alt"},
 		{"someone else's devserver", handlertest.Request{Path: "/api/v1/devservers/" + alices, Token: mallory}, 404, "not_found", "", ""},

@@ -85,11 +85,56 @@ func New(o Options) http.Handler {
 		r.Post("/devservers", reserveDevserver(log, s, q, o.Sessions))
 		r.Get("/devservers/{name}", showDevserver(log, s))
 		r.Post("/devservers/{name}/release", releaseDevserver(log, s, q, o.Sessions))
+		r.Post("/devservers/{name}/extend", extendDevserver(log, s, o.Sessions))
+	})
+
+	// Admin: the landing page and pools.
+	r.Group(func(r chi.Router) {
+		r.Use(web.RequireUser(log), web.RequireRole(log, store.RoleAdmin), web.NoStore)
+		r.Get("/admin", adminHome(log))
+		r.Get("/admin/pools", adminPools(log, s))
+		r.Post("/admin/pools", saveAdminPools(log, s, q, o.Sessions))
+	})
+
+	// Features and one-offs.
+	r.Group(func(r chi.Router) {
+		r.Use(web.RequireUser(log), web.NoStore)
+		r.Get("/devservers/{name}/features", showFeatures(log, s))
+		r.Post("/devservers/{name}/features", addFeature(log, s, q, o.Sessions))
+		r.Post("/devservers/{name}/features/{feature}/remove", removeFeature(log, s, q, o.Sessions))
+		r.Post("/devservers/{name}/oneoffs", applyOneoffs(log, s, q, o.Sessions))
+		r.Post("/devservers/{name}/migrate", migrateDevserver(log, s, q, o.Sessions))
+		r.Get("/profile/oneoffs", oneoffsPage(log, s))
+		r.Post("/profile/oneoffs", saveOneoffs(log, s, o.Sessions))
+	})
+	// Sharing, SSH keys and the profile.
+	r.Group(func(r chi.Router) {
+		r.Use(web.RequireUser(log), web.NoStore)
+		r.Post("/devservers/{name}/shares", shareDevserver(log, s, q, o.Sessions))
+		r.Post("/devservers/{name}/shares/{email}/remove", unshareDevserver(log, s, q, o.Sessions))
+		r.Get("/profile", profilePage(log, s))
+		r.Post("/profile/keys", addKeyForm(log, s, q, o.Sessions))
+		r.Post("/profile/keys/{id}/delete", deleteKeyForm(log, s, q, o.Sessions))
+	})
+	r.Group(func(r chi.Router) {
+		r.Use(web.RequireUser(log), web.RequireRole(log, store.RoleAdmin), web.NoStore)
+		r.Get("/admin/features", adminFeatures(log, s))
+		r.Post("/admin/features/{feature}/version", adminBumpFeature(log, s, q, o.Sessions))
+	})
+	// Backups, restores and the inbox.
+	r.Group(func(r chi.Router) {
+		r.Use(web.RequireUser(log), web.NoStore)
+		r.Get("/devservers/{name}/backups", showBackups(log, s))
+		r.Post("/devservers/{name}/backups", backUpDevserver(log, s, q, o.Sessions))
+		r.Post("/backups/{id}/restore", restoreBackup(log, s, q, o.Sessions))
+		r.Get("/inbox", showInbox(log, s))
+		r.Post("/inbox/read-all", readAllNotifications(log, s, o.Sessions))
+		r.Post("/inbox/{id}/read", readNotification(log, s))
 	})
 
 	// The API: every action of the UI, with the same authorization.
 	r.Route("/api/v1", func(r chi.Router) {
-		r.Use(web.RequireUser(log), web.RequireWriteScope(log), web.NoStore)
+		r.Use(web.RequireUser(log), web.RequireWriteScope(log), web.NoStore, web.Idempotency(log, s))
 		r.NotFound(func(w http.ResponseWriter, r *http.Request) { web.Error(w, r, log, web.ErrRouteNotFound) })
 		r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) { web.Error(w, r, log, web.ErrMethod) })
 		r.Get("/me", apiMe)
@@ -100,6 +145,31 @@ func New(o Options) http.Handler {
 		r.Post("/devservers", apiReserveDevserver(log, s, q))
 		r.Get("/devservers/{name}", apiShowDevserver(log, s))
 		r.Post("/devservers/{name}/release", apiReleaseDevserver(log, s, q))
+		r.Post("/devservers/{name}/extend", apiExtendDevserver(log, s))
+		r.With(web.RequireRole(log, store.RoleAdmin)).Get("/pools", apiPools(log, s))
+		r.With(web.RequireRole(log, store.RoleAdmin)).Put("/pools/{region}/{flavor}", apiSetPool(log, s, q))
+		r.Get("/devservers/{name}/features", apiDevserverFeatures(log, s))
+		r.Post("/devservers/{name}/features", apiAddFeature(log, s, q))
+		r.Delete("/devservers/{name}/features/{feature}", apiRemoveFeature(log, s, q))
+		r.Post("/devservers/{name}/oneoffs", apiApplyOneoffs(log, s, q))
+		r.Post("/devservers/{name}/migrate", apiMigrateDevserver(log, s, q))
+		r.Get("/devservers/{name}/migration", apiShowMigration(log, s))
+		r.Get("/me/oneoffs", apiGetOneoffs(log, s))
+		r.Put("/me/oneoffs", apiPutOneoffs(log, s))
+		r.Get("/devservers/{name}/shares", apiListShares(log, s))
+		r.Post("/devservers/{name}/shares", apiAddShare(log, s, q))
+		r.Delete("/devservers/{name}/shares/{email}", apiRemoveShare(log, s, q))
+		r.Get("/me/keys", apiListKeys(log, s))
+		r.Post("/me/keys", apiAddKey(log, s, q))
+		r.Delete("/me/keys/{id}", apiDeleteKey(log, s, q))
+		r.With(web.RequireRole(log, store.RoleAdmin)).Put("/features/{feature}", apiBumpFeature(log, s, q))
+		r.Get("/devservers/{name}/backups", apiListBackups(log, s))
+		r.Post("/devservers/{name}/backups", apiBackUpDevserver(log, s, q))
+		r.Post("/devservers/{name}/restore", apiRestoreBackup(log, s, q))
+		r.Get("/devservers/{name}/restores", apiListRestores(log, s))
+		r.Get("/notifications", apiListNotifications(log, s))
+		r.Post("/notifications/read-all", apiReadAllNotifications(log, s))
+		r.Post("/notifications/{id}/read", apiReadNotification(log, s))
 	})
 	return r
 }

@@ -104,6 +104,10 @@ func (w *provisionWorker) Work(ctx context.Context, job *river.Job[ProvisionArgs
 		}
 		if ok {
 			w.log.Info("Provisioned devserver", "devserver", d.Name, "host", host.Name, "attempt", job.Attempt)
+			// Put the SSH keys of the owner and sharees on it.
+			if err := enqueueFromJob(ctx, tx, SyncKeysArgs{DevserverID: id}); err != nil {
+				return err
+			}
 		}
 		return completeTx(ctx, tx, job)
 	})

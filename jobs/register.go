@@ -5,6 +5,7 @@
 package jobs
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"fmt"
@@ -34,6 +35,23 @@ type Options struct {
 	SessionIdle time.Duration
 	// MaxAttempts overrides a job kind's attempts (by Kind()), for drills and tests.
 	MaxAttempts map[string]int
+	// RolloutEvery is how often a rolling update checks its batch (default 2 s).
+	RolloutEvery time.Duration
+	// PoolInterval is how often the pools are topped up; 0 leaves them alone
+	// (tests refill by hand with RefillPools).
+	PoolInterval time.Duration
+	// BackupDir is the backup store (mode 0700); "" refuses backups and
+	// releases without one.
+	BackupDir string
+	// BackupInterval is how old a devserver's newest backup may get before a
+	// scheduled one is taken (default 24 h).
+	BackupInterval time.Duration
+	// BackupRetention is how many backups each devserver keeps (default the
+	// last 7, and one a day for 30 days).
+	BackupRetention Retention
+	// LeaseReminders are how long before a short lease ends its owner is
+	// reminded (default 72 h and 24 h).
+	LeaseReminders []time.Duration
 }
 
 // Runner is the in-process job queue and its workers.
@@ -54,6 +72,9 @@ const (
 	provisionTimeout = 5 * time.Minute
 	releaseTimeout   = 5 * time.Minute
 	cleanupTimeout   = time.Minute
+	backupTimeout    = 5 * time.Minute
+	restoreTimeout   = 5 * time.Minute
+	scheduleTimeout  = 5 * time.Minute
 	rescueAfter      = provisionTimeout + time.Minute
 )
 
@@ -75,10 +96,28 @@ func New(ctx context.Context, opts Options) (*Runner, error) {
 		return nil, fmt.Errorf("jobs: migrate: %w", err)
 	}
 
+	files, err := newBackupFiles(opts.BackupDir)
+	if err != nil {
+		return nil, err
+	}
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &provisionWorker{s: opts.Store, f: opts.Fleet, log: log})
-	river.AddWorker(workers, &releaseWorker{s: opts.Store, f: opts.Fleet, log: log})
+	river.AddWorker(workers, &releaseWorker{s: opts.Store, f: opts.Fleet, files: files, log: log})
 	river.AddWorker(workers, &sessionCleanupWorker{s: opts.Store, idle: opts.SessionIdle, log: log})
+	river.AddWorker(workers, &backupWorker{s: opts.Store, f: opts.Fleet, files: files, log: log})
+	river.AddWorker(workers, &restoreWorker{s: opts.Store, f: opts.Fleet, files: files, log: log})
+	schedule := &backupScheduleWorker{s: opts.Store, files: files, log: log,
+		interval: cmp.Or(opts.BackupInterval, DefaultBackupInterval), retention: opts.BackupRetention.withDefaults()}
+	river.AddWorker(workers, schedule)
+	leases := newLeaseWorker(opts.Store, log, opts.LeaseReminders)
+	river.AddWorker(workers, leases)
+	refill := &poolRefillWorker{s: opts.Store, log: log}
+	river.AddWorker(workers, refill)
+	river.AddWorker(workers, &syncKeysWorker{s: opts.Store, f: opts.Fleet, log: log})
+	river.AddWorker(workers, &featureWorker{s: opts.Store, f: opts.Fleet, log: log})
+	river.AddWorker(workers, &oneoffsWorker{s: opts.Store, f: opts.Fleet, log: log})
+	river.AddWorker(workers, &rolloutWorker{s: opts.Store, log: log, every: cmp.Or(opts.RolloutEvery, 2*time.Second)})
+	river.AddWorker(workers, &migrateWorker{s: opts.Store, f: opts.Fleet, files: files, log: log})
 
 	client, err := river.NewClient(driver, &river.Config{
 		Logger:                      log,
@@ -99,8 +138,21 @@ func New(ctx context.Context, opts Options) (*Runner, error) {
 		return nil, fmt.Errorf("jobs: %w", err)
 	}
 	r := &Runner{client: client, log: log, attempts: opts.MaxAttempts}
+	refill.q = r
+	schedule.r, leases.r = r, r
+	client.PeriodicJobs().Add(river.NewPeriodicJob(river.PeriodicInterval(backupScheduleEvery), func() (river.JobArgs, *river.InsertOpts) {
+		return BackupScheduleArgs{}, nil
+	}, &river.PeriodicJobOpts{RunOnStart: true}))
+	client.PeriodicJobs().Add(river.NewPeriodicJob(river.PeriodicInterval(leaseCheckEvery), func() (river.JobArgs, *river.InsertOpts) {
+		return LeaseCheckArgs{}, nil
+	}, &river.PeriodicJobOpts{RunOnStart: true}))
+	if opts.PoolInterval > 0 {
+		client.PeriodicJobs().Add(poolRefillJob(opts.PoolInterval))
+	}
 	if opts.Metrics != nil {
-		r.metrics = newJobMetrics(opts.Metrics, []string{ProvisionArgs{}.Kind(), ReleaseArgs{}.Kind(), SessionCleanupArgs{}.Kind()})
+		r.metrics = newJobMetrics(opts.Metrics, []string{ProvisionArgs{}.Kind(), ReleaseArgs{}.Kind(), SessionCleanupArgs{}.Kind(), SyncKeysArgs{}.Kind(), PoolRefillArgs{}.Kind(),
+			FeatureArgs{}.Kind(), OneoffsArgs{}.Kind(), RolloutArgs{}.Kind(), MigrateArgs{}.Kind(),
+			BackupArgs{}.Kind(), RestoreArgs{}.Kind(), BackupScheduleArgs{}.Kind(), LeaseCheckArgs{}.Kind()})
 	}
 	return r, nil
 }

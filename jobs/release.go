@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/riverqueue/river"
@@ -16,6 +17,9 @@ import (
 // ReleaseArgs asks the fleet to destroy a released devserver and reclaim its capacity.
 type ReleaseArgs struct {
 	DevserverID int64 `json:"devserver_id"`
+	// BackupKind is the kind of the backup taken before the instance is
+	// destroyed: pre_release (the default) or final (at lease expiry).
+	BackupKind string `json:"backup_kind,omitempty"`
 }
 
 // Kind names the job.
@@ -27,9 +31,10 @@ func (ReleaseArgs) InsertOpts() river.InsertOpts { return river.InsertOpts{MaxAt
 
 type releaseWorker struct {
 	river.WorkerDefaults[ReleaseArgs]
-	s   *store.Store
-	f   *fleet.Fleet
-	log *slog.Logger
+	s     *store.Store
+	f     *fleet.Fleet
+	files backupFiles
+	log   *slog.Logger
 }
 
 func (w *releaseWorker) Timeout(*river.Job[ReleaseArgs]) time.Duration { return releaseTimeout }
@@ -56,6 +61,9 @@ func (w *releaseWorker) Work(ctx context.Context, job *river.Job[ReleaseArgs]) e
 		if err != nil {
 			return err
 		}
+		if err := w.backUp(ctx, job, d); err != nil {
+			return err
+		}
 		if err := w.s.SetProgress(ctx, d.ID, store.StateReleasing, 40, "Destroying on "+host.Name); err != nil {
 			return err
 		}
@@ -70,5 +78,54 @@ func (w *releaseWorker) Work(ctx context.Context, job *river.Job[ReleaseArgs]) e
 		}
 		w.log.Info("Released devserver", "devserver", d.Name)
 		return completeTx(ctx, tx, job)
+	})
+}
+
+// releaseBackupAttempts is how many attempts of a release try to take its
+// backup; after that the release goes ahead and the backup is recorded as
+// failed, so a broken backup cannot hold capacity forever.
+const releaseBackupAttempts = 5
+
+// backUp takes the release's backup (pre_release, or final at lease expiry)
+// of a devserver that was ever ready, once: a retried job finds the backup
+// it recorded.
+func (w *releaseWorker) backUp(ctx context.Context, job *river.Job[ReleaseArgs], d store.Devserver) error {
+	if d.OwnerID == 0 || d.ReadyAt == nil || d.InstanceID == "" {
+		return nil // a pooled or never-ready devserver holds nobody's data
+	}
+	if w.files.dir == "" {
+		w.log.Warn("Releasing without a backup: no backup directory is configured", "devserver", d.Name)
+		return nil
+	}
+	kind := job.Args.BackupKind
+	if kind != store.BackupFinal {
+		kind = store.BackupPreRelease
+	}
+	var b store.Backup
+	err := w.s.InTx(ctx, func(tx *store.Tx) error {
+		var err error
+		b, err = tx.ReleaseBackup(ctx, d.ID)
+		if errors.Is(err, store.ErrNotFound) {
+			b, err = tx.RequestBackup(ctx, store.System, d, kind)
+		}
+		return err
+	})
+	if err != nil || b.State != store.BackupPending {
+		return err
+	}
+	if err := w.s.SetProgress(ctx, d.ID, store.StateReleasing, 20, "Backing up before release"); err != nil {
+		return err
+	}
+	err = takeBackup(ctx, w.s, w.f, w.files, b, d, nil)
+	if err == nil {
+		return nil
+	}
+	if job.Attempt < releaseBackupAttempts {
+		_ = w.s.SetProgress(ctx, d.ID, store.StateReleasing, 10, fmt.Sprintf("Attempt %d to back up before release failed, retrying: %v", job.Attempt, err))
+		return err
+	}
+	w.log.Warn("Releasing without a backup: the backup failed", "devserver", d.Name, "attempts", job.Attempt, "error", err)
+	return w.s.InTx(ctx, func(tx *store.Tx) error {
+		return tx.FailBackup(ctx, b.ID, err.Error()+" (released without it after "+strconv.Itoa(job.Attempt)+" attempts)")
 	})
 }

@@ -10,7 +10,7 @@ import (
 	"github.com/devport/devport/store"
 )
 
-// SessionCleanupArgs removes expired web sessions.
+// SessionCleanupArgs removes expired web sessions and idempotency keys.
 type SessionCleanupArgs struct{}
 
 // Kind names the job.
@@ -34,6 +34,13 @@ func (w *sessionCleanupWorker) Work(ctx context.Context, _ *river.Job[SessionCle
 	}
 	if n > 0 {
 		w.log.Info("Removed expired sessions", "sessions", n)
+	}
+	keys, err := w.s.DeleteExpiredIdempotencyKeys(ctx)
+	if err != nil {
+		return err
+	}
+	if keys > 0 {
+		w.log.Info("Removed expired idempotency keys", "keys", keys)
 	}
 	return nil
 }

@@ -6,5 +6,5 @@ import "embed"
 
 // FS is the static files, served under /static/.
 //
-//go:embed css vendor favicon.svg
+//go:embed css js vendor favicon.svg
 var FS embed.FS

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 )
@@ -44,14 +45,26 @@ type Devserver struct {
 	ReleasedAt *time.Time `db:"released_at" json:"released_at,omitempty"`
 	// PooledAt is when the pool built it ahead of demand; AssignedAt when a
 	// reservation took it from the pool.
-	PooledAt         *time.Time `db:"pooled_at" json:"-"`
+	PooledAt         *time.Time `db:"pooled_at" json:"pooled_at,omitempty"`
 	AssignedAt       *time.Time `db:"assigned_at" json:"assigned_at,omitempty"`
 	GPUs             int        `db:"gpus" json:"gpus"`
 	OneoffsState     string     `db:"oneoffs_state" json:"oneoffs_state"`
 	OneoffsError     string     `db:"oneoffs_error" json:"oneoffs_error,omitempty"`
 	OneoffsAppliedAt *time.Time `db:"oneoffs_applied_at" json:"oneoffs_applied_at,omitempty"`
 	Lease            Lease      `db:"lease" json:"lease"`
+	// ShareeIDs are the people the devserver is shared with, loaded with the
+	// devserver so that the policy functions can stay pure.
+	ShareeIDs []int64 `db:"-" json:"-"`
+	// Relation is the viewer's relation (owner or sharee) where a list or
+	// page is made for one viewer.
+	Relation string `db:"-" json:"relation,omitempty"`
+	// Shares and Connection are filled where the API shows one devserver.
+	Shares     []Share     `db:"-" json:"shares,omitempty"`
+	Connection *Connection `db:"-" json:"connection,omitempty"`
 }
+
+// SharedWith tells whether the devserver is shared with the user.
+func (d Devserver) SharedWith(userID int64) bool { return slices.Contains(d.ShareeIDs, userID) }
 
 // Pooled tells whether the devserver waits in a pool for an owner.
 func (d Devserver) Pooled() bool { return d.OwnerID == 0 }
@@ -123,6 +136,8 @@ type Reservation struct {
 	Region     string // "" means the owner's home region
 	LeaseKind  string // "" means short
 	LeaseUntil *time.Time
+	// Features to install once the devserver is ready.
+	Features []string
 }
 
 const devserverSelect = `
@@ -157,7 +172,9 @@ func devserverBy(ctx context.Context, q queryer, where string, v any) (Devserver
 	if err := getNamed(ctx, q, &d, devserverSelect+` WHERE `+where, arg{"v": v}); err != nil {
 		return Devserver{}, fmt.Errorf("devserver %v: %w", v, err)
 	}
-	return d, nil
+	var err error
+	d.ShareeIDs, err = shareeIDs(ctx, q, d.ID)
+	return d, err
 }
 
 // DevserverFilter selects devservers for a list.
@@ -168,6 +185,11 @@ type DevserverFilter struct {
 	Released bool // include released devservers
 	AfterID  int64
 	Limit    int
+
+	// Viewer fills each devserver's Relation to this user; with OwnOrShared
+	// the list keeps only what the viewer owns or has been shared.
+	Viewer      int64
+	OwnOrShared bool
 }
 
 // Devservers lists devservers, newest first, a page at a time (AfterID is the
@@ -179,6 +201,9 @@ func (s *Store) Devservers(ctx context.Context, f DevserverFilter) ([]Devserver,
 	where := []string{"1 = 1"}
 	if f.OwnerID != 0 {
 		where = append(where, "d.owner_id = :owner_id")
+	}
+	if f.OwnOrShared {
+		where = append(where, "(d.owner_id = :viewer OR d.id IN (SELECT devserver_id FROM devserver_shares WHERE user_id = :viewer))")
 	}
 	if f.Region != "" {
 		where = append(where, "d.region = :region")
@@ -193,9 +218,23 @@ func (s *Store) Devservers(ctx context.Context, f DevserverFilter) ([]Devserver,
 	}
 	var ds []Devserver
 	err := selectNamed(ctx, s.read, &ds, devserverSelect+` WHERE `+strings.Join(where, " AND ")+` ORDER BY d.id DESC LIMIT :limit`,
-		arg{"owner_id": f.OwnerID, "region": f.Region, "state": f.State, "after_id": f.AfterID, "limit": f.Limit})
+		arg{"owner_id": f.OwnerID, "viewer": f.Viewer, "region": f.Region, "state": f.State, "after_id": f.AfterID, "limit": f.Limit})
 	if err != nil {
 		return nil, fmt.Errorf("devservers: %w", err)
+	}
+	if f.Viewer != 0 {
+		shared, err := sharedWith(ctx, s.read, f.Viewer)
+		if err != nil {
+			return nil, err
+		}
+		for i := range ds {
+			switch {
+			case ds[i].OwnerID == f.Viewer:
+				ds[i].Relation = RelationOwner
+			case shared[ds[i].ID]:
+				ds[i].Relation = RelationSharee
+			}
+		}
 	}
 	return ds, nil
 }
@@ -247,27 +286,30 @@ func (tx *Tx) Reserve(ctx context.Context, who Actor, r Reservation) (Devserver,
 	} else {
 		region = rg
 	}
+	// The lease policy is the flavour's; an unknown flavour is already reported.
+	policy := DefaultLeasePolicy(flavor)
+	if flavor.Name != "" {
+		var err error
+		if policy, err = leasePolicyOf(ctx, tx, flavor); err != nil {
+			return Devserver{}, err
+		}
+	}
 	var endsAt *time.Time
 	switch r.LeaseKind {
 	case "", LeaseShort:
 		r.LeaseKind = LeaseShort
-		until := now.Add(DefaultLease)
+		until := policy.DefaultUntil(now)
 		if r.LeaseUntil != nil {
 			until = r.LeaseUntil.UTC()
 		}
-		switch {
-		case !until.After(now.Add(time.Hour)):
-			p.Add("lease.until", "must be at least an hour from now")
-		case until.After(now.Add(MaxLease)):
-			p.Add("lease.until", fmt.Sprintf("must be within %d days", int(MaxLease/(24*time.Hour))))
-		}
+		policy.CheckUntil(p, "lease.until", now, until)
 		endsAt = &until
 	case LeasePermanent:
 		if r.LeaseUntil != nil {
 			p.Add("lease.until", "a permanent lease has no end")
 		}
-		if !r.Owner.Has(RoleAdmin) {
-			p.Add("lease.kind", "permanent leases are for admins")
+		if !policy.AllowsPermanent(r.Owner) {
+			p.Add("lease.kind", fmt.Sprintf("a permanent lease of %s is for %s; choose a short lease", policy.Flavor, policy.PermanentText()))
 		}
 	default:
 		p.Add("lease.kind", "must be short or permanent")
@@ -279,21 +321,27 @@ func (tx *Tx) Reserve(ctx context.Context, who Actor, r Reservation) (Devserver,
 		return Devserver{}, tx.noRoom(ctx, flavor, region, "region_not_active",
 			fmt.Sprintf("Region %s is %s and takes no new devservers.", region.Code, region.Status))
 	}
-
-	hosts, err := hostsIn(ctx, tx, region.Code)
+	// The quota is counted inside the write transaction, so concurrent
+	// reservations by one person cannot pass it together.
+	use, err := quotaUse(ctx, tx, r.Owner)
 	if err != nil {
 		return Devserver{}, err
 	}
-	var host Host
-	for _, h := range PlacementOrder(flavor, hosts) {
-		n, err := execNamed(ctx, tx, takeCapacitySQL, capacityArgs(h.ID, flavor))
-		if err != nil {
-			return Devserver{}, fmt.Errorf("reserve %s: take capacity: %w", flavor.Name, err)
-		}
-		if n == 1 {
-			host = h
-			break
-		}
+	if err := use.Check(flavor.GPUs > 0); err != nil {
+		return Devserver{}, err
+	}
+	// A ready pooled devserver serves the reservation at once.
+	pooled, err := tx.assignPooled(ctx, r.Owner, flavor, region.Code)
+	if err != nil {
+		return Devserver{}, err
+	}
+	if pooled != 0 {
+		return tx.openLease(ctx, who, r, pooled, endsAt)
+	}
+
+	host, err := tx.takeCapacity(ctx, flavor, region.Code)
+	if err != nil {
+		return Devserver{}, fmt.Errorf("reserve %s: %w", flavor.Name, err)
 	}
 	if host.ID == 0 {
 		return Devserver{}, tx.noRoom(ctx, flavor, region, "no_capacity",
@@ -315,19 +363,28 @@ RETURNING id`, arg{"name": name, "owner_id": r.Owner.ID, "flavor": flavor.Name, 
 			return Devserver{}, fmt.Errorf("reserve %s: %w", flavor.Name, err)
 		}
 	}
-	_, err = execNamed(ctx, tx, `
+	return tx.openLease(ctx, who, r, id, endsAt)
+}
+
+// openLease gives the reserved devserver id its owner's lease and records the
+// reservation. The unique open-lease index holds one lease per devserver, a
+// pooled one included.
+func (tx *Tx) openLease(ctx context.Context, who Actor, r Reservation, id int64, endsAt *time.Time) (Devserver, error) {
+	_, err := execNamed(ctx, tx, `
 INSERT INTO leases (devserver_id, user_id, kind, starts_at, ends_at)
-VALUES (:id, :user_id, :kind, :now, :ends_at)`, arg{"id": id, "user_id": r.Owner.ID, "kind": r.LeaseKind, "now": now, "ends_at": endsAt})
+VALUES (:id, :user_id, :kind, :now, :ends_at)`, arg{"id": id, "user_id": r.Owner.ID, "kind": r.LeaseKind, "now": tx.Now(), "ends_at": endsAt})
 	if err != nil {
-		return Devserver{}, fmt.Errorf("reserve %s: lease: %w", flavor.Name, err)
+		return Devserver{}, fmt.Errorf("reserve %s: lease: %w", r.Flavor, err)
 	}
 	d, err := tx.DevserverByID(ctx, id)
 	if err != nil {
 		return Devserver{}, err
 	}
-	err = tx.Audit(ctx, who, "devserver.reserve", "devserver", d.Name, map[string]any{
-		"flavor": d.Flavor, "region": d.Region, "host": d.Host, "lease": d.Lease.Kind, "owner": d.Owner,
-	})
+	detail := map[string]any{"flavor": d.Flavor, "region": d.Region, "host": d.Host, "lease": d.Lease.Kind, "owner": d.Owner}
+	if d.FromPool() {
+		detail["from_pool"] = true
+	}
+	err = tx.Audit(ctx, who, "devserver.reserve", "devserver", d.Name, detail)
 	return d, err
 }
 
@@ -337,6 +394,21 @@ func (tx *Tx) noRoom(ctx context.Context, f Flavor, region Region, code, msg str
 	caps, err := capacity(ctx, tx, f)
 	if err != nil {
 		return err
+	}
+	// The nearest first.
+	ms, err := latenciesFrom(ctx, tx, region.Code)
+	if err != nil {
+		return err
+	}
+	free := map[string]int{}
+	regions := make([]Region, 0, len(caps))
+	for _, c := range caps {
+		free[c.Region.Code] = c.Free
+		regions = append(regions, c.Region)
+	}
+	caps = caps[:0]
+	for _, rg := range ByNearness(regions, region.Code, ms) {
+		caps = append(caps, RegionCapacity{Region: rg, Free: free[rg.Code]})
 	}
 	var room []string
 	for _, c := range caps {

@@ -3,9 +3,11 @@ package store
 // Authorization rules, one function per action and object. Handlers ask
 // these and nothing else; a test holds them as a full matrix.
 
-// CanSeeDevserver: the owner and admins.
+// CanSeeDevserver: the owner, the people it is shared with (d.ShareeIDs, as
+// the store loads it) and admins may see a devserver, its connection details,
+// its shares and its backups.
 func CanSeeDevserver(u User, d Devserver) bool {
-	return (d.OwnerID != 0 && u.ID == d.OwnerID) || u.Has(RoleAdmin)
+	return (d.OwnerID != 0 && u.ID == d.OwnerID) || (u.ID != 0 && d.SharedWith(u.ID)) || u.Has(RoleAdmin)
 }
 
 // CanManageDevserver: the owner and admins may release, migrate, share,
@@ -16,3 +18,7 @@ func CanManageDevserver(u User, d Devserver) bool {
 
 // CanListAllDevservers: admins.
 func CanListAllDevservers(u User) bool { return u.Has(RoleAdmin) }
+
+// CanExtendDevserver: the owner alone extends a lease (API.md); admins
+// release, but do not lengthen someone else's hold on capacity.
+func CanExtendDevserver(u User, d Devserver) bool { return d.OwnerID != 0 && u.ID == d.OwnerID }

@@ -13,6 +13,12 @@ type DemoInventory struct {
 	Hosts    []Host
 	Flavors  []Flavor
 	Features []Feature
+	// Latencies between regions (each pair once; both ways are written),
+	// lease policies by flavour, quotas by role and pool targets.
+	Latencies []RegionLatency
+	Policies  []LeasePolicy
+	Quotas    []Quota
+	Pools     []PoolTarget
 }
 
 // Demo returns the demo inventory for a driver name ("sim").
@@ -43,6 +49,21 @@ func Demo(driver string) DemoInventory {
 			{Name: "cuda", Version: "12.6.3", Description: "CUDA toolkit and drivers (GPU flavours)"},
 			{Name: "android-sdk", Version: "35.0.0", Description: "Android SDK and emulator images"},
 		},
+	}
+	inv.Latencies = []RegionLatency{{From: "prn", To: "ftw", MS: 38}, {From: "prn", To: "lla", MS: 155}, {From: "ftw", To: "lla", MS: 125}}
+	for _, f := range inv.Flavors {
+		p := DefaultLeasePolicy(f)
+		switch {
+		case f.GPUs > 0:
+			p.PermanentRoles = "" // GPUs are scarce: nobody keeps one for good
+		case f.Kind == "container":
+			p.PermanentRoles = RoleEngineer // a small persistent container is cheap enough for everyone to keep
+		}
+		inv.Policies = append(inv.Policies, p)
+	}
+	inv.Quotas = []Quota{DefaultQuotas[RoleEngineer], DefaultQuotas[RoleAdmin], DefaultQuotas[RoleReviewer]}
+	for _, r := range inv.Regions {
+		inv.Pools = append(inv.Pools, PoolTarget{Region: r.Code, Flavor: "vm.small", Target: 2}, PoolTarget{Region: r.Code, Flavor: "vm.medium", Target: 2})
 	}
 	for _, r := range inv.Regions {
 		add := func(kind string, n, cpus, mem, disk, gpus int, tags, prefix string) {
@@ -103,6 +124,24 @@ INSERT INTO features (name, version, description, created_at, updated_at)
 VALUES (:name, :version, :description, :created_at, :updated_at)`, f); err != nil {
 				return fmt.Errorf("feature %s: %w", f.Name, err)
 			}
+		}
+		for _, l := range inv.Latencies {
+			if err := tx.SetLatency(ctx, l.From, l.To, l.MS); err != nil {
+				return err
+			}
+		}
+		for _, p := range inv.Policies {
+			if err := tx.SetLeasePolicy(ctx, System, p); err != nil {
+				return err
+			}
+		}
+		for _, q := range inv.Quotas {
+			if err := tx.SetQuota(ctx, System, q); err != nil {
+				return err
+			}
+		}
+		if err := tx.SetPoolTargets(ctx, System, inv.Pools); err != nil {
+			return err
 		}
 		seeded = true
 		return tx.Audit(ctx, System, "inventory.seed", "inventory", "demo", map[string]any{

@@ -17,6 +17,17 @@ type Chrome struct {
 	Flashes  []Flash
 	// Refresh makes a page without JavaScript reload itself while something on it is changing.
 	Refresh bool
+	// Unread counts the signed-in user's unread notifications for the
+	// navigation; it is asked only when a full page is drawn.
+	Unread func() int
+}
+
+// UnreadCount is the navigation's unread count, 0 when nobody is signed in.
+func (c *Chrome) UnreadCount() int {
+	if c.User == nil || c.Unread == nil {
+		return 0
+	}
+	return c.Unread()
 }
 
 // Flash is a one-time message shown after an action.

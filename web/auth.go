@@ -39,6 +39,14 @@ func (a *Auth) Middleware(next http.Handler) http.Handler {
 		}
 		if p != nil {
 			chrome.User = &p.User
+			uid, ctx := p.User.ID, r.Context()
+			chrome.Unread = func() int {
+				n, err := a.Store.UnreadNotifications(ctx, uid)
+				if err != nil {
+					a.Log.Warn("Could not count unread notifications", "error", err)
+				}
+				return n
+			}
 			r = r.WithContext(withPrincipal(r.Context(), p))
 		}
 		next.ServeHTTP(w, r)

@@ -53,6 +53,7 @@ func classify(err error) (int, apiError) {
 	var re *RequestError
 	var ce *store.ConflictError
 	var ve *store.ValidationError
+	var qe *store.QuotaError
 	switch {
 	case errors.As(err, &re):
 		return re.Status, apiError{Code: re.Code, Message: re.Message}
@@ -60,6 +61,8 @@ func classify(err error) (int, apiError) {
 		return http.StatusNotFound, apiError{Code: "not_found", Message: "There is no such thing, or you may not see it."}
 	case errors.As(err, &ce):
 		return http.StatusConflict, apiError{Code: ce.Code, Message: ce.Message}
+	case errors.As(err, &qe):
+		return http.StatusTooManyRequests, apiError{Code: "quota_exceeded", Message: qe.Message}
 	case errors.As(err, &ve):
 		return http.StatusUnprocessableEntity, apiError{Code: "invalid", Message: "Some fields are not valid.", Fields: ve.Fields}
 	case errors.Is(err, context.DeadlineExceeded):

@@ -242,8 +242,8 @@ func (d *Driver) Destroy(ctx context.Context, id string) error {
 }
 
 // Exec understands a few commands on the simulated home directory:
-// "write PATH CONTENT", "cat PATH", "ls", "true" and "false"; anything else
-// succeeds with a note that it ran in the simulator.
+// fleet.WriteFileCmd, "write PATH CONTENT", "cat PATH", "ls", "true" and
+// "false"; anything else succeeds with a note that it ran in the simulator.
 func (d *Driver) Exec(ctx context.Context, id string, cmd []string) (fleet.ExecResult, error) {
 	in, err := d.running(ctx, id, OpExec)
 	if err != nil {
@@ -253,6 +253,9 @@ func (d *Driver) Exec(ctx context.Context, id string, cmd []string) (fleet.ExecR
 	_ = json.Unmarshal([]byte(in.Home), &home)
 	if len(cmd) == 0 {
 		return fleet.ExecResult{ExitCode: 127, Output: "no command\n"}, nil
+	}
+	if path, content, ok := fleet.ParseWriteFileCmd(cmd); ok {
+		cmd = []string{"write", path, content}
 	}
 	switch cmd[0] {
 	case "write":
@@ -280,6 +283,19 @@ func (d *Driver) Exec(ctx context.Context, id string, cmd []string) (fleet.ExecR
 			b.WriteString(p + "\n")
 		}
 		return fleet.ExecResult{Output: b.String()}, nil
+	case "rm":
+		paths := cmd[1:]
+		if len(paths) > 0 && paths[0] == "-f" {
+			paths = paths[1:]
+		}
+		for _, p := range paths {
+			delete(home, p)
+		}
+		b, _ := json.Marshal(home)
+		if err := d.s.UpdateSimInstance(ctx, id, in.State, string(b)); err != nil {
+			return fleet.ExecResult{}, err
+		}
+		return fleet.ExecResult{}, nil
 	case "false":
 		return fleet.ExecResult{ExitCode: 1}, nil
 	case "true":

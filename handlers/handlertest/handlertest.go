@@ -54,6 +54,9 @@ type Options struct {
 	SessionIdle, SessionMaxAge time.Duration
 	// MaxAttempts overrides job attempts by kind.
 	MaxAttempts map[string]int
+	// PoolInterval turns on the periodic pool refill (default off: tests
+	// call jobs.RefillPools when they want pools filled).
+	PoolInterval time.Duration
 }
 
 // New starts a portal. It stops when the test ends.
@@ -77,7 +80,8 @@ func New(t testing.TB, opts ...Options) *Server {
 	ctx := context.Background()
 	simDriver := sim.New(s, sim.Options{Latency: o.SimLatency, Seed: 1})
 	registry := prometheus.NewRegistry()
-	runner, err := jobs.New(ctx, jobs.Options{Store: s, Fleet: fleet.New(simDriver), Log: log, Metrics: registry, SessionIdle: o.SessionIdle, MaxAttempts: o.MaxAttempts})
+	runner, err := jobs.New(ctx, jobs.Options{BackupDir: t.TempDir(), Store: s, Fleet: fleet.New(simDriver), Log: log, Metrics: registry, SessionIdle: o.SessionIdle, MaxAttempts: o.MaxAttempts,
+		PoolInterval: o.PoolInterval})
 	if err != nil {
 		t.Fatalf("jobs: %v", err)
 	}
