@@ -200,7 +200,9 @@ func checkBadges(t *testing.T, ctx context.Context) {
 func TestBrowserReserveAndRelease(t *testing.T) {
 	// The portal starts first so that it stops last: the browser's cleanup
 	// screenshots a failure and checks the console while the portal still serves.
-	p := startPortal(t, "--sim-latency", "700ms")
+	// No pools: this story watches a devserver being provisioned, which a
+	// pooled one would skip.
+	p := startPortal(t, "--sim-latency", "700ms", "--pool-interval", "0s")
 	ctx := browsertest.New(t)
 	const email = "ada.lovelace@example.com"
 

@@ -127,6 +127,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"POST", "/devservers/" + ds + "/features/git/remove", url.Values{}, map[string]int{"anonymous": 303, "owner": 404, "sharee": 403, "stranger": 404, "admin": 404, "reviewer": 404}},
 		{"POST", "/devservers/" + ds + "/oneoffs", url.Values{}, map[string]int{"anonymous": 303, "owner": 303, "sharee": 403, "stranger": 404, "admin": 303, "reviewer": 404}},
 		{"POST", "/devservers/" + ds + "/migrate", url.Values{}, map[string]int{"anonymous": 303, "owner": 303, "sharee": 403, "stranger": 404, "admin": 303, "reviewer": 404}},
+		{"GET", "/devservers/" + ds + "/migrate", nil, map[string]int{"anonymous": 303, "owner": 200, "stranger": 404, "admin": 200, "reviewer": 404, "sharee": 200}},
 		{"GET", "/profile/oneoffs", nil, map[string]int{"anonymous": 303, "owner": 200, "stranger": 200, "admin": 200, "reviewer": 200}},
 		{"POST", "/profile/oneoffs", url.Values{"env": {"bad line"}}, map[string]int{"anonymous": 303, "owner": 422, "stranger": 422, "admin": 422, "reviewer": 422}},
 		{"GET", "/admin/features", nil, map[string]int{"anonymous": 303, "owner": 403, "stranger": 403, "admin": 200, "reviewer": 403}},

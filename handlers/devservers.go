@@ -132,6 +132,11 @@ func showDevserver(log *slog.Logger, s *store.Store) http.HandlerFunc {
 		can := store.CanManageDevserver(*u, d)
 		web.Chrome(r).Refresh = d.Transitional()
 		if web.IsHTMX(r) {
+			// Only a panel that is changing polls: when the devserver has
+			// stopped changing, the page's other sections refresh too.
+			if !d.Transitional() {
+				w.Header().Set("HX-Trigger", views.SettledEvent)
+			}
 			web.Render(w, r, log, nil, views.DevserverStatus(d, can))
 			return
 		}

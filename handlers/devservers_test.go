@@ -155,6 +155,9 @@ func TestHTMLThinSlice(t *testing.T) {
 		if _, polling := section.Attr("hx-trigger"); polling {
 			t.Error("a ready devserver's panel still polls")
 		}
+		if resp.Header.Get("HX-Trigger") != "devserver-settled" {
+			t.Errorf("the settled panel does not tell the page's sections to refresh: HX-Trigger %q", resp.Header.Get("HX-Trigger"))
+		}
 	})
 
 	_, body = srv.Do(t, c, handlertest.Request{Path: page})

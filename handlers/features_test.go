@@ -225,6 +225,11 @@ func TestOneoffs(t *testing.T) {
 		if v, _ := doc.Find("#dotfile-path-0").Attr("value"); v != ".vimrc" || doc.Find("#dotfile-path-1").Length() != 1 || !strings.Contains(doc.Find("#env").Text(), "A=1") {
 			t.Errorf("the editor does not show what was saved: %.800s", body)
 		}
+		_, body = srv.Do(t, c, handlertest.Request{Path: "/profile"})
+		section := handlertest.Doc(t, body).Find("#profile-oneoffs")
+		if !strings.Contains(section.Text(), "1 dotfiles, 1 environment variables") || section.Find(`a[href="/profile/oneoffs"]`).Length() != 1 {
+			t.Errorf("the profile's one-offs section: %q", section.Text())
+		}
 	})
 
 	before, _ := srv.Store.Oneoffs(context.Background(), mustUserID(t, srv, "olga@example.com"))

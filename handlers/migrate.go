@@ -10,6 +10,7 @@ import (
 
 	"github.com/devport/devport/jobs"
 	"github.com/devport/devport/store"
+	"github.com/devport/devport/views"
 	"github.com/devport/devport/web"
 )
 
@@ -86,4 +87,21 @@ func latestMigration(ctx context.Context, s *store.Store, d store.Devserver) (*s
 		return nil, err
 	}
 	return &m, nil
+}
+
+// showMigration is the devserver page's migration section alone.
+func showMigration(log *slog.Logger, s *store.Store) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		u := web.User(r)
+		d, err := visibleDevserver(r.Context(), s, *u, chi.URLParam(r, "name"))
+		var v views.DevserverView
+		if err == nil {
+			v, err = devserverView(r.Context(), s, *u, d)
+		}
+		if err != nil {
+			web.Error(w, r, log, err)
+			return
+		}
+		web.Render(w, r, log, views.DevserverMigration(v), views.DevserverMigration(v))
+	}
 }

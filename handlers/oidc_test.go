@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -172,7 +173,7 @@ func newOIDCPortal(t *testing.T, opts handlertest.Options) *oidcPortal {
 	p := &openIDProvider{Server: httptest.NewUnstartedServer(nil)}
 	t.Cleanup(p.Close)
 	issuer := "http://" + p.Listener.Addr().String()
-	router := exampleop.SetupServer(issuer, st, nil, false)
+	router := exampleop.SetupServer(issuer, st, slog.New(slog.DiscardHandler), false)
 	tokenPath := op.DefaultEndpoints.Token.Relative()
 	p.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rec := &tokenStatusRecorder{ResponseWriter: w, status: http.StatusOK}

@@ -19,7 +19,10 @@ import (
 func profileView(ctx context.Context, s *store.Store, u store.User) (views.ProfileView, error) {
 	v := views.ProfileView{User: u}
 	var err error
-	v.Keys, err = s.SSHKeys(ctx, u.ID)
+	if v.Keys, err = s.SSHKeys(ctx, u.ID); err != nil {
+		return v, err
+	}
+	v.Oneoffs, err = s.Oneoffs(ctx, u.ID)
 	return v, err
 }
 

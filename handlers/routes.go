@@ -103,6 +103,7 @@ func New(o Options) http.Handler {
 		r.Post("/devservers/{name}/features", addFeature(log, s, q, o.Sessions))
 		r.Post("/devservers/{name}/features/{feature}/remove", removeFeature(log, s, q, o.Sessions))
 		r.Post("/devservers/{name}/oneoffs", applyOneoffs(log, s, q, o.Sessions))
+		r.Get("/devservers/{name}/migrate", showMigration(log, s))
 		r.Post("/devservers/{name}/migrate", migrateDevserver(log, s, q, o.Sessions))
 		r.Get("/profile/oneoffs", oneoffsPage(log, s))
 		r.Post("/profile/oneoffs", saveOneoffs(log, s, o.Sessions))

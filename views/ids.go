@@ -17,6 +17,14 @@ func DevserverReleaseURL(name string) string { return DevserverURL(name) + "/rel
 // DevserverStatusID is the id of a devserver's live status panel.
 func DevserverStatusID(name string) string { return "devserver-status-" + name }
 
+// SettledEvent is the HTMX event a devserver's status panel fires when the
+// devserver stops changing (provisioned, migrated, released); the page's
+// other sections refresh themselves on it.
+const SettledEvent = "devserver-settled"
+
+// onSettled is the hx-trigger of a section that refreshes when the devserver settles.
+const onSettled = SettledEvent + " from:body"
+
 // DevserverRowsID is the id of the devserver list's body.
 const DevserverRowsID = "devserver-rows"
 

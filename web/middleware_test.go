@@ -127,3 +127,27 @@ func TestDecodeJSON(t *testing.T) {
 		}
 	}
 }
+
+func TestRedirect(t *testing.T) {
+	for _, c := range []struct {
+		htmx, current, target string
+		status                int
+		header, value         string
+	}{
+		{"", "", "/devservers/a", 303, "Location", "/devservers/a"},
+		{"true", "http://portal/devservers/new", "/devservers/a", 204, "HX-Redirect", "/devservers/a"},
+		{"true", "http://portal/devservers/a", "/devservers/a#devserver-backups", 204, "HX-Refresh", "true"},
+		{"true", "http://portal/devservers/a?tab=1", "/devservers/a", 204, "HX-Redirect", "/devservers/a"},
+	} {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest("POST", "/x", nil)
+		if c.htmx != "" {
+			req.Header.Set("HX-Request", c.htmx)
+			req.Header.Set("HX-Current-URL", c.current)
+		}
+		web.Redirect(rec, req, c.target)
+		if rec.Code != c.status || rec.Header().Get(c.header) != c.value {
+			t.Errorf("%s → %s: %d %v", c.current, c.target, rec.Code, rec.Header())
+		}
+	}
+}

@@ -115,13 +115,21 @@ func ParseForm(w http.ResponseWriter, r *http.Request) error {
 }
 
 // Redirect sends the browser to url after a form post (303), or tells HTMX to.
-func Redirect(w http.ResponseWriter, r *http.Request, url string) {
+func Redirect(w http.ResponseWriter, r *http.Request, target string) {
 	if r.Header.Get("HX-Request") == "true" {
-		w.Header().Set("HX-Redirect", url)
+		// A redirect to the page the browser shows (a fragment aside) would
+		// only scroll; reload it instead, so it shows what just changed.
+		cur, err1 := url.Parse(r.Header.Get("HX-Current-URL"))
+		dst, err2 := url.Parse(target)
+		if err1 == nil && err2 == nil && cur.Path == dst.Path && cur.RawQuery == dst.RawQuery {
+			w.Header().Set("HX-Refresh", "true")
+		} else {
+			w.Header().Set("HX-Redirect", target)
+		}
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	http.Redirect(w, r, url, http.StatusSeeOther)
+	http.Redirect(w, r, target, http.StatusSeeOther)
 }
 
 // SafeNext returns next if it is a path on this site, or "/" otherwise, so a
