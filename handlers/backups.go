@@ -2,7 +2,6 @@ package handlers
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -125,18 +124,7 @@ func showBackups(log *slog.Logger, s *store.Store) http.HandlerFunc {
 // devserver page; other errors are answered as errors. It reports whether it
 // answered.
 func flashConflict(w http.ResponseWriter, r *http.Request, sessions *web.SessionStore, err error, back string) bool {
-	var ce *store.ConflictError
-	var ve *store.ValidationError
-	switch {
-	case errors.As(err, &ce):
-		sessions.Flash(w, r, "error", ce.Message)
-	case errors.As(err, &ve):
-		var parts []string
-		for f, p := range ve.Fields {
-			parts = append(parts, f+" "+p)
-		}
-		sessions.Flash(w, r, "error", "Not restored: "+strings.Join(parts, "; ")+".")
-	default:
+	if !flashProblem(w, r, sessions, err, "Not restored") {
 		return false
 	}
 	web.Redirect(w, r, back)

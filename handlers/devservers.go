@@ -307,21 +307,12 @@ func reserveDevserver(log *slog.Logger, s *store.Store, q Enqueuer, sessions *we
 				return
 			}
 		}
-		var ve *store.ValidationError
-		var ce *store.ConflictError
-		var qe *store.QuotaError
-		status := http.StatusUnprocessableEntity
-		switch {
-		case errors.As(err, &ve):
-			form.Errors = ve.Fields
-		case errors.As(err, &ce):
-			form.Message, status = ce.Message, http.StatusConflict
-		case errors.As(err, &qe):
-			form.Message, status = qe.Message, http.StatusTooManyRequests
-		default:
+		fields, message, status, ok := web.FormProblem(err)
+		if !ok {
 			web.Error(w, r, log, err)
 			return
 		}
+		form.Errors, form.Message = fields, message
 		f, ferr := reserveFormData(r.Context(), s, *u, form)
 		if ferr != nil {
 			web.Error(w, r, log, ferr)

@@ -136,24 +136,28 @@ func showFeatures(log *slog.Logger, s *store.Store) http.HandlerFunc {
 // afterChange answers a form on the devserver page: a flash and back to the
 // page, or for a conflict the reason as a flash.
 func afterChange(w http.ResponseWriter, r *http.Request, log *slog.Logger, sessions *web.SessionStore, name, success string, err error) {
-	var ce *store.ConflictError
-	var ve *store.ValidationError
 	switch {
-	case errors.As(err, &ce):
-		sessions.Flash(w, r, "error", ce.Message)
-	case errors.As(err, &ve):
-		var msgs []string
-		for f, p := range ve.Fields {
-			msgs = append(msgs, f+" "+p)
-		}
-		sessions.Flash(w, r, "error", "Not done: "+strings.Join(msgs, "; ")+".")
-	case err != nil:
+	case err == nil:
+		sessions.Flash(w, r, "success", success)
+	case !flashProblem(w, r, sessions, err, "Not done"):
 		web.Error(w, r, log, err)
 		return
-	default:
-		sessions.Flash(w, r, "success", success)
 	}
 	web.Redirect(w, r, views.DevserverURL(name))
+}
+
+// flashProblem puts what is wrong with a form post in a flash for the next
+// page, and reports whether err was the user's to fix.
+func flashProblem(w http.ResponseWriter, r *http.Request, sessions *web.SessionStore, err error, prefix string) bool {
+	fields, message, _, ok := web.FormProblem(err)
+	if !ok {
+		return false
+	}
+	if message == "" {
+		message = prefix + ": " + web.FieldsText(fields) + "."
+	}
+	sessions.Flash(w, r, "error", message)
+	return true
 }
 
 func addFeature(log *slog.Logger, s *store.Store, q Enqueuer, sessions *web.SessionStore) http.HandlerFunc {
@@ -370,21 +374,12 @@ func adminBumpFeature(log *slog.Logger, s *store.Store, q Enqueuer, sessions *we
 			batch = -1
 		}
 		_, err := bumpFeature(r.Context(), s, q, web.Actor(r), feature, strings.TrimSpace(r.PostForm.Get("version")), batch)
-		var ve *store.ValidationError
-		var ce *store.ConflictError
-		if errors.As(err, &ve) || errors.As(err, &ce) {
+		if fields, msg, status, ok := web.FormProblem(err); ok {
 			catalogue, ferr := s.Features(r.Context())
 			rollouts, rerr := s.Rollouts(r.Context(), 20)
 			if ferr != nil || rerr != nil {
 				web.Error(w, r, log, errors.Join(ferr, rerr))
 				return
-			}
-			status, msg := http.StatusUnprocessableEntity, ""
-			var fields map[string]string
-			if ve != nil {
-				fields = ve.Fields
-			} else {
-				status, msg = http.StatusConflict, ce.Message
 			}
 			web.RenderStatus(w, r, log, status, views.AdminFeaturesPage(catalogue, rollouts, map[string]map[string]string{feature: fields}, msg), nil)
 			return

@@ -2,7 +2,6 @@ package handlers
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"net/http"
 	"time"
@@ -81,18 +80,12 @@ func extendDevserver(log *slog.Logger, s *store.Store, sessions *web.SessionStor
 			return
 		}
 		form := views.LeaseView{Until: date}
-		var ve *store.ValidationError
-		var ce *store.ConflictError
-		status := http.StatusUnprocessableEntity
-		switch {
-		case errors.As(err, &ve):
-			form.Errors = ve.Fields
-		case errors.As(err, &ce):
-			form.Message, status = ce.Message, http.StatusConflict
-		default:
+		fields, message, status, ok := web.FormProblem(err)
+		if !ok {
 			web.Error(w, r, log, err)
 			return
 		}
+		form.Errors, form.Message = fields, message
 		// Only the owner gets here with a validation or conflict error: show
 		// the page again with the problem next to the form.
 		d, err = visibleDevserver(r.Context(), s, *u, name)

@@ -2,7 +2,6 @@ package handlers
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -95,18 +94,12 @@ func addKeyForm(log *slog.Logger, s *store.Store, q Enqueuer, sessions *web.Sess
 			web.Redirect(w, r, views.ProfileURL)
 			return
 		}
-		var ve *store.ValidationError
-		var ce *store.ConflictError
-		status := http.StatusUnprocessableEntity
-		switch {
-		case errors.As(err, &ve):
-			form.Errors = ve.Fields
-		case errors.As(err, &ce):
-			form.Message, status = ce.Message, http.StatusConflict
-		default:
+		fields, message, status, ok := web.FormProblem(err)
+		if !ok {
 			web.Error(w, r, log, err)
 			return
 		}
+		form.Errors, form.Message = fields, message
 		v, verr := profileView(r.Context(), s, *u)
 		if verr != nil {
 			web.Error(w, r, log, verr)

@@ -73,19 +73,12 @@ func emailParam(r *http.Request) string {
 // shareFailed shows the devserver page again with the sharing form's
 // problem, with the status the API would answer.
 func shareFailed(w http.ResponseWriter, r *http.Request, log *slog.Logger, s *store.Store, d store.Devserver, email string, err error) {
-	form := views.SharingForm{Email: email}
-	var ve *store.ValidationError
-	var ce *store.ConflictError
-	status := http.StatusUnprocessableEntity
-	switch {
-	case errors.As(err, &ve):
-		form.Errors = ve.Fields
-	case errors.As(err, &ce):
-		form.Message, status = ce.Message, http.StatusConflict
-	default:
+	fields, message, status, ok := web.FormProblem(err)
+	if !ok {
 		web.Error(w, r, log, err)
 		return
 	}
+	form := views.SharingForm{Email: email, Errors: fields, Message: message}
 	u := web.User(r)
 	v, verr := devserverView(r.Context(), s, *u, d)
 	if verr != nil {

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"net/http"
 	"slices"
+	"strings"
 
 	"github.com/devport/devport/store"
 	"github.com/devport/devport/views"
@@ -109,6 +110,29 @@ func Error(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) 
 		title = http.StatusText(status)
 	}
 	renderStatus(w, r, log, status, views.ErrorPage(status, title, msg, RequestID(r)), views.ErrorPanel(status, title, msg, RequestID(r)))
+}
+
+// FormProblem says how a form shows err: the fields that are wrong (422), or
+// a message (409 for a conflict, 429 for a quota), with the status to answer
+// with. ok is false for errors that are not the user's to fix.
+func FormProblem(err error) (fields map[string]string, message string, status int, ok bool) {
+	status, body := classify(err)
+	switch status {
+	case http.StatusUnprocessableEntity:
+		return body.Fields, "", status, true
+	case http.StatusConflict, http.StatusTooManyRequests:
+		return nil, body.Message, status, true
+	}
+	return nil, "", 0, false
+}
+
+// FieldsText is field problems as one sentence, fields in order.
+func FieldsText(fields map[string]string) string {
+	var parts []string
+	for _, f := range slices.Sorted(maps.Keys(fields)) {
+		parts = append(parts, f+" "+fields[f])
+	}
+	return strings.Join(parts, "; ")
 }
 
 // WriteJSON writes v as a JSON response.

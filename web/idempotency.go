@@ -56,7 +56,7 @@ func Idempotency(log *slog.Logger, s *store.Store) func(http.Handler) http.Handl
 				}
 				return
 			}
-			rec := &recordingWriter{ResponseWriter: w}
+			rec := &recordingWriter{statusWriter: statusWriter{ResponseWriter: w}}
 			next.ServeHTTP(rec, r)
 			status := rec.status
 			if status == 0 {
@@ -69,24 +69,13 @@ func Idempotency(log *slog.Logger, s *store.Store) func(http.Handler) http.Handl
 	}
 }
 
-// recordingWriter passes a response through and keeps a copy.
+// recordingWriter passes a response through and keeps a copy of its body.
 type recordingWriter struct {
-	http.ResponseWriter
-	status int
-	body   bytes.Buffer
-}
-
-func (w *recordingWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
+	statusWriter
+	body bytes.Buffer
 }
 
 func (w *recordingWriter) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
 	w.body.Write(b)
-	return w.ResponseWriter.Write(b)
+	return w.statusWriter.Write(b)
 }
