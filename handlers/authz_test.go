@@ -56,6 +56,15 @@ func TestAuthorizationMatrix(t *testing.T) {
 		want               map[string]int
 	}{
 		{"GET", "/api/v1/me", "", map[string]int{"anonymous": 401, "owner": 200, "stranger": 200, "admin": 200, "reviewer": 200}},
+		{"PATCH", "/api/v1/me", `{"home_region":"nowhere"}`, map[string]int{"anonymous": 401, "owner": 422, "sharee": 422, "stranger": 422, "admin": 422, "reviewer": 422}},
+		{"GET", "/api/v1/policies/latencies", "", map[string]int{"anonymous": 401, "owner": 403, "sharee": 403, "stranger": 403, "admin": 200, "reviewer": 403}},
+		{"PUT", "/api/v1/policies/latencies", `{"from":"prn","to":"prn","ms":1}`, map[string]int{"anonymous": 401, "owner": 403, "sharee": 403, "stranger": 403, "admin": 422, "reviewer": 403}},
+		{"GET", "/api/v1/policies/leases", "", map[string]int{"anonymous": 401, "owner": 403, "sharee": 403, "stranger": 403, "admin": 200, "reviewer": 403}},
+		{"GET", "/api/v1/policies/leases/vm.small", "", map[string]int{"anonymous": 401, "owner": 403, "sharee": 403, "stranger": 403, "admin": 200, "reviewer": 403}},
+		{"PUT", "/api/v1/policies/leases/vm.small", `{"max_days":0,"permanent":"admins"}`, map[string]int{"anonymous": 401, "owner": 403, "sharee": 403, "stranger": 403, "admin": 422, "reviewer": 403}},
+		{"GET", "/api/v1/policies/quotas", "", map[string]int{"anonymous": 401, "owner": 403, "sharee": 403, "stranger": 403, "admin": 200, "reviewer": 403}},
+		{"GET", "/api/v1/policies/quotas/engineer", "", map[string]int{"anonymous": 401, "owner": 403, "sharee": 403, "stranger": 403, "admin": 200, "reviewer": 403}},
+		{"PUT", "/api/v1/policies/quotas/engineer", `{"devservers":-1,"gpu_devservers":1}`, map[string]int{"anonymous": 401, "owner": 403, "sharee": 403, "stranger": 403, "admin": 422, "reviewer": 403}},
 		{"GET", "/api/v1/regions", "", map[string]int{"anonymous": 401, "owner": 200, "stranger": 200, "admin": 200, "reviewer": 200}},
 		{"GET", "/api/v1/flavors", "", map[string]int{"anonymous": 401, "owner": 200, "stranger": 200, "admin": 200, "reviewer": 200}},
 		{"GET", "/api/v1/features", "", map[string]int{"anonymous": 401, "owner": 200, "stranger": 200, "admin": 200, "reviewer": 200}},
@@ -122,12 +131,17 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"GET", "/admin", nil, map[string]int{"anonymous": 303, "owner": 403, "stranger": 403, "admin": 200, "reviewer": 403}},
 		{"GET", "/admin/pools", nil, map[string]int{"anonymous": 303, "owner": 403, "stranger": 403, "admin": 200, "reviewer": 403}},
 		{"POST", "/admin/pools", url.Values{"target-prn/vm.small": {"-1"}}, map[string]int{"anonymous": 303, "owner": 403, "stranger": 403, "admin": 422, "reviewer": 403}},
+		{"GET", "/admin/policies", nil, map[string]int{"anonymous": 303, "owner": 403, "sharee": 403, "stranger": 403, "admin": 200, "reviewer": 403}},
+		{"POST", "/admin/policies/latencies", url.Values{"latency-prn/ftw": {"-1"}}, map[string]int{"anonymous": 303, "owner": 403, "sharee": 403, "stranger": 403, "admin": 422, "reviewer": 403}},
+		{"POST", "/admin/policies/leases", url.Values{"max_days-vm.small": {"0"}}, map[string]int{"anonymous": 303, "owner": 403, "sharee": 403, "stranger": 403, "admin": 422, "reviewer": 403}},
+		{"POST", "/admin/policies/quotas", url.Values{"devservers-engineer": {"x"}}, map[string]int{"anonymous": 303, "owner": 403, "sharee": 403, "stranger": 403, "admin": 422, "reviewer": 403}},
 		{"GET", "/devservers/" + ds + "/features", nil, map[string]int{"anonymous": 303, "owner": 200, "sharee": 200, "stranger": 404, "admin": 200, "reviewer": 404}},
 		{"POST", "/devservers/" + ds + "/features", url.Values{"feature": {"nope"}}, map[string]int{"anonymous": 303, "owner": 303, "sharee": 403, "stranger": 404, "admin": 303, "reviewer": 404}},
 		{"POST", "/devservers/" + ds + "/features/git/remove", url.Values{}, map[string]int{"anonymous": 303, "owner": 404, "sharee": 403, "stranger": 404, "admin": 404, "reviewer": 404}},
 		{"POST", "/devservers/" + ds + "/oneoffs", url.Values{}, map[string]int{"anonymous": 303, "owner": 303, "sharee": 403, "stranger": 404, "admin": 303, "reviewer": 404}},
 		{"POST", "/devservers/" + ds + "/migrate", url.Values{}, map[string]int{"anonymous": 303, "owner": 303, "sharee": 403, "stranger": 404, "admin": 303, "reviewer": 404}},
 		{"GET", "/devservers/" + ds + "/migrate", nil, map[string]int{"anonymous": 303, "owner": 200, "stranger": 404, "admin": 200, "reviewer": 404, "sharee": 200}},
+		{"GET", "/devservers/" + ds + "/activity", nil, map[string]int{"anonymous": 303, "owner": 200, "stranger": 404, "admin": 200, "reviewer": 404, "sharee": 200}},
 		{"GET", "/profile/oneoffs", nil, map[string]int{"anonymous": 303, "owner": 200, "stranger": 200, "admin": 200, "reviewer": 200}},
 		{"POST", "/profile/oneoffs", url.Values{"env": {"bad line"}}, map[string]int{"anonymous": 303, "owner": 422, "stranger": 422, "admin": 422, "reviewer": 422}},
 		{"GET", "/admin/features", nil, map[string]int{"anonymous": 303, "owner": 403, "stranger": 403, "admin": 200, "reviewer": 403}},
@@ -143,6 +157,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"GET", "/profile", nil, map[string]int{"anonymous": 303, "owner": 200, "sharee": 200, "stranger": 200, "admin": 200, "reviewer": 200}},
 		{"POST", "/profile/keys", url.Values{"public_key": {"not a key"}}, map[string]int{"anonymous": 303, "owner": 422, "sharee": 422, "stranger": 422, "admin": 422, "reviewer": 422}},
 		{"POST", "/profile/keys/999999/delete", url.Values{}, map[string]int{"anonymous": 303, "owner": 404, "sharee": 404, "stranger": 404, "admin": 404, "reviewer": 404}},
+		{"POST", "/profile/home-region", url.Values{"home_region": {"nowhere"}}, map[string]int{"anonymous": 303, "owner": 422, "sharee": 422, "stranger": 422, "admin": 422, "reviewer": 422}},
 		{"GET", "/healthz", nil, map[string]int{"anonymous": 200, "owner": 200}},
 		{"GET", "/readyz", nil, map[string]int{"anonymous": 200, "owner": 200}},
 		{"GET", "/metrics", nil, map[string]int{"anonymous": 200, "owner": 200}},
@@ -173,6 +188,8 @@ func TestAuthorizationMatrix(t *testing.T) {
 			path = strings.Replace(path, "/features/git", "/features/{feature}", 1)
 			path = strings.Replace(path, "/shares/nobody@example.com", "/shares/{email}", 1)
 			path = strings.Replace(path, "/keys/999999", "/keys/{id}", 1)
+			path = strings.Replace(path, "/policies/leases/vm.small", "/policies/leases/{flavor}", 1)
+			path = strings.Replace(path, "/policies/quotas/engineer", "/policies/quotas/{role}", 1)
 			for _, prefix := range []string{"/notifications/", "/inbox/", "/backups/"} {
 				path = strings.Replace(path, prefix+"999999/", prefix+"{id}/", 1)
 			}

@@ -478,3 +478,19 @@ func apiListDevservers(log *slog.Logger, s *store.Store) http.HandlerFunc {
 		web.WriteJSON(w, http.StatusOK, out)
 	}
 }
+
+// showActivity is the devserver page's activity section alone.
+func showActivity(log *slog.Logger, s *store.Store) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		d, err := visibleDevserver(r.Context(), s, *web.User(r), chi.URLParam(r, "name"))
+		var events []store.AuditEvent
+		if err == nil {
+			events, err = s.AuditEvents(r.Context(), "devserver", d.Name)
+		}
+		if err != nil {
+			web.Error(w, r, log, err)
+			return
+		}
+		web.Render(w, r, log, views.DevserverActivity(d.Name, events), views.DevserverActivity(d.Name, events))
+	}
+}

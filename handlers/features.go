@@ -112,6 +112,13 @@ func featuresSection(ctx context.Context, s *store.Store, u store.User, d store.
 	if v.Features, err = s.DevserverFeatures(ctx, d.ID); err != nil {
 		return v, err
 	}
+	if v.CanManage && !d.Pooled() {
+		o, err := s.Oneoffs(ctx, d.OwnerID)
+		if err != nil {
+			return v, err
+		}
+		v.OwnerHasOneoffs = !o.Empty()
+	}
 	v.Catalogue, err = s.Features(ctx)
 	return v, err
 }

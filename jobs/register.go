@@ -37,6 +37,9 @@ type Options struct {
 	MaxAttempts map[string]int
 	// RolloutEvery is how often a rolling update checks its batch (default 2 s).
 	RolloutEvery time.Duration
+	// NoSchedules leaves out the periodic backup schedule and lease check, for
+	// tests that must know every fleet call that happens.
+	NoSchedules bool
 	// PoolInterval is how often the pools are topped up; 0 leaves them alone
 	// (tests refill by hand with RefillPools).
 	PoolInterval time.Duration
@@ -140,12 +143,14 @@ func New(ctx context.Context, opts Options) (*Runner, error) {
 	r := &Runner{client: client, log: log, attempts: opts.MaxAttempts}
 	refill.q = r
 	schedule.r, leases.r = r, r
-	client.PeriodicJobs().Add(river.NewPeriodicJob(river.PeriodicInterval(backupScheduleEvery), func() (river.JobArgs, *river.InsertOpts) {
-		return BackupScheduleArgs{}, nil
-	}, &river.PeriodicJobOpts{RunOnStart: true}))
-	client.PeriodicJobs().Add(river.NewPeriodicJob(river.PeriodicInterval(leaseCheckEvery), func() (river.JobArgs, *river.InsertOpts) {
-		return LeaseCheckArgs{}, nil
-	}, &river.PeriodicJobOpts{RunOnStart: true}))
+	if !opts.NoSchedules {
+		client.PeriodicJobs().Add(river.NewPeriodicJob(river.PeriodicInterval(backupScheduleEvery), func() (river.JobArgs, *river.InsertOpts) {
+			return BackupScheduleArgs{}, nil
+		}, &river.PeriodicJobOpts{RunOnStart: true}))
+		client.PeriodicJobs().Add(river.NewPeriodicJob(river.PeriodicInterval(leaseCheckEvery), func() (river.JobArgs, *river.InsertOpts) {
+			return LeaseCheckArgs{}, nil
+		}, &river.PeriodicJobOpts{RunOnStart: true}))
+	}
 	if opts.PoolInterval > 0 {
 		client.PeriodicJobs().Add(poolRefillJob(opts.PoolInterval))
 	}

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -116,6 +117,30 @@ func (tx *Tx) defaultHomeRegion(ctx context.Context) (string, error) {
 		return "", nil
 	}
 	return codes[0], nil
+}
+
+// SetHomeRegion makes region the home region of u: the reservation form
+// preselects it and orders the other regions by nearness from it.
+func (tx *Tx) SetHomeRegion(ctx context.Context, who Actor, u User, region string) (User, error) {
+	if _, err := regionByCode(ctx, tx, region); errors.Is(err, ErrNotFound) {
+		return User{}, &ValidationError{Fields: map[string]string{"home_region": fmt.Sprintf("%q is not a region", clip(region))}}
+	} else if err != nil {
+		return User{}, err
+	}
+	cur, err := tx.User(ctx, u.ID)
+	if err != nil {
+		return User{}, err
+	}
+	if cur.HomeRegion == region {
+		return cur, nil
+	}
+	if _, err := execNamed(ctx, tx, `UPDATE users SET home_region = :region WHERE id = :id`, arg{"region": region, "id": u.ID}); err != nil {
+		return User{}, fmt.Errorf("set home region of %s: %w", u.Email, err)
+	}
+	if err := tx.Audit(ctx, who, "user.home_region", "user", cur.Email, map[string]any{"from": cur.HomeRegion, "to": region}); err != nil {
+		return User{}, err
+	}
+	return tx.User(ctx, u.ID)
 }
 
 // SetRoles replaces the user's roles; engineer is always kept.

@@ -57,6 +57,9 @@ type Options struct {
 	// PoolInterval turns on the periodic pool refill (default off: tests
 	// call jobs.RefillPools when they want pools filled).
 	PoolInterval time.Duration
+	// Schedules turns on the periodic backup schedule and lease check
+	// (default off, so a test knows every fleet call that happens).
+	Schedules bool
 }
 
 // New starts a portal. It stops when the test ends.
@@ -81,7 +84,7 @@ func New(t testing.TB, opts ...Options) *Server {
 	simDriver := sim.New(s, sim.Options{Latency: o.SimLatency, Seed: 1})
 	registry := prometheus.NewRegistry()
 	runner, err := jobs.New(ctx, jobs.Options{BackupDir: t.TempDir(), Store: s, Fleet: fleet.New(simDriver), Log: log, Metrics: registry, SessionIdle: o.SessionIdle, MaxAttempts: o.MaxAttempts,
-		PoolInterval: o.PoolInterval})
+		PoolInterval: o.PoolInterval, NoSchedules: !o.Schedules})
 	if err != nil {
 		t.Fatalf("jobs: %v", err)
 	}
