@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -44,19 +43,20 @@ func post(b *testing.B, c *http.Client, url, token, body string) int {
 func BenchmarkReserveAPI(b *testing.B) {
 	srv := handlertest.New(b, handlertest.Options{Inventory: bigRegion(), NoJobs: true})
 	setQuota(b, srv.Store, store.RoleEngineer, store.MaxQuota, 0)
-	// One engineer per client, as in life: each counts only their own
-	// devservers against their quota.
-	tokens := make([]string, 32*runtime.GOMAXPROCS(0))
+	// Many engineers, as in life: 1,024 of them take turns, so each holds a
+	// handful of devservers against their quota (the quota count is per
+	// owner; one engineer holding thousands would measure that instead).
+	tokens := make([]string, 1024)
 	for i := range tokens {
-		tokens[i] = srv.Token(b, fmt.Sprintf("bench%02d@example.com", i))
+		tokens[i] = srv.Token(b, fmt.Sprintf("bench%04d@example.com", i))
 	}
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
-	var ok, clients atomic.Int64
+	var ok, turn atomic.Int64
 	b.SetParallelism(32)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
-		tok := tokens[int(clients.Add(1)-1)%len(tokens)]
 		for pb.Next() {
+			tok := tokens[int(turn.Add(1))%len(tokens)]
 			if code := post(b, client, srv.URL+"/api/v1/devservers", tok, `{"flavor":"vm.small","region":"prn"}`); code != http.StatusAccepted {
 				b.Errorf("status %d", code)
 				return
