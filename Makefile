@@ -1,11 +1,17 @@
 # devport: `make run` starts it on its embedded defaults; `make test` runs every test.
 GO ?= go
-VENDOR := static/vendor/htmx.min.js static/vendor/pico.min.css
+VENDOR := static/vendor/htmx.min.js static/vendor/pico.min.css \
+	static/vendor/xterm.js static/vendor/xterm.css static/vendor/addon-fit.js
 
-.PHONY: run test bench generate static build vet fmt clean
+.PHONY: run run-docker test bench generate static build vet fmt clean docker-image
 
 run: static
 	$(GO) run . serve
+
+# devport on the local Docker engine: builds the base image (once), then serves
+# the example fleet file with its own data directory. Needs a running dockerd.
+run-docker: static docker-image
+	DEVPORT_FLEET=$${DEVPORT_FLEET:-fleet/examples/docker.yaml} DEVPORT_DATA_DIR=$${DEVPORT_DATA_DIR:-./data-docker} $(GO) run . serve
 
 build: static
 	$(GO) build -o bin/devport .
@@ -23,6 +29,15 @@ static/vendor/htmx.min.js: node_modules/.package-lock.json
 static/vendor/pico.min.css: node_modules/.package-lock.json
 	cp node_modules/@picocss/pico/css/pico.min.css $@
 
+static/vendor/xterm.js: node_modules/.package-lock.json
+	cp node_modules/@xterm/xterm/lib/xterm.js $@
+
+static/vendor/xterm.css: node_modules/.package-lock.json
+	cp node_modules/@xterm/xterm/css/xterm.css $@
+
+static/vendor/addon-fit.js: node_modules/.package-lock.json
+	cp node_modules/@xterm/addon-fit/lib/addon-fit.js $@
+
 generate:
 	$(GO) tool templ generate
 
@@ -32,6 +47,11 @@ test: static
 
 bench: static
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./...
+
+# The Docker driver's base image, from Debian packages (debootstrap, then docker
+# import): no image registry is needed. Does nothing when it exists already.
+docker-image:
+	fleet/docker/image/build.sh
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

@@ -48,7 +48,7 @@ func startPortal(t *testing.T, flags ...string) *portal {
 		t.Fatal("static/vendor/htmx.min.js is not embedded: run `make static` (or `make test`, which runs it) before the browser tests")
 	}
 	dataDir := t.TempDir()
-	args := append([]string{"devport", "serve", "--addr", "127.0.0.1:0", "--data-dir", dataDir}, flags...)
+	args := append([]string{"devport", "serve", "--addr", "127.0.0.1:0", "--ssh-addr", "127.0.0.1:0", "--data-dir", dataDir}, flags...)
 	getenv := func(string) string { return "" } // no DEVPORT_* from the environment leaks in
 
 	ctx, cancel := context.WithCancel(context.Background())

@@ -19,6 +19,7 @@ import (
 // config is devport's settings, from flags over DEVPORT_* variables over defaults.
 type config struct {
 	Addr             string
+	SSHAddr          string // "" when the SSH gateway is off
 	DataDir          string
 	DatabaseURL      string
 	DevLogin         bool
@@ -30,6 +31,7 @@ type config struct {
 	ReviewerGroups   []string
 	SimLatency       time.Duration
 	SimFailures      map[string]float64
+	Fleet            string // a fleet file's path; "" means the built-in demo fleet (sim)
 	SessionIdle      time.Duration
 	SessionMaxAge    time.Duration
 	PoolInterval     time.Duration
@@ -111,6 +113,25 @@ func settings(c *config, devLogin *string) []setting {
 			c.Addr = v
 			return nil
 		}},
+		{"ssh-addr", "DEVPORT_SSH_ADDR", "127.0.0.1:2222", "address of the SSH gateway (host:port), or off", func(v string) error {
+			v = strings.TrimSpace(v)
+			if v == "" || strings.EqualFold(v, "off") {
+				c.SSHAddr = ""
+				return nil
+			}
+			host, port, err := net.SplitHostPort(v)
+			if err != nil {
+				return errors.New("not host:port, such as 127.0.0.1:2222, or off")
+			}
+			if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+				return errors.New("the port must be a number from 0 to 65535")
+			}
+			if host != "" && net.ParseIP(host) == nil && host != "localhost" {
+				return errors.New("the host must be an IP address or localhost")
+			}
+			c.SSHAddr = v
+			return nil
+		}},
 		{"data-dir", "DEVPORT_DATA_DIR", "./data", "directory for the database and generated secrets", func(v string) error {
 			if strings.TrimSpace(v) == "" {
 				return errors.New("must not be empty")
@@ -166,6 +187,7 @@ func settings(c *config, devLogin *string) []setting {
 		{"admin-groups", "DEVPORT_ADMIN_GROUPS", "devport-admins", "comma-separated provider groups whose members are admins", list(&c.AdminGroups)},
 		{"reviewer-groups", "DEVPORT_REVIEWER_GROUPS", "devport-reviewers", "comma-separated provider groups whose members are reviewers", list(&c.ReviewerGroups)},
 		{"sim-latency", "DEVPORT_SIM_LATENCY", "3s", "how long the simulated fleet takes to create an environment; 0s is instant", dur(&c.SimLatency, 0)},
+		{"fleet", "DEVPORT_FLEET", "", "fleet file (YAML) declaring regions, hosts and drivers; empty means the built-in demo fleet (sim)", str(&c.Fleet)},
 		{"sim-failures", "DEVPORT_SIM_FAILURES", "", "simulated failure rates, such as create=0.1,start=0.05", func(v string) error {
 			f, err := sim.ParseFailures(v)
 			if err != nil {
@@ -300,6 +322,11 @@ func (c config) DatabasePath() string {
 		return u.Opaque
 	}
 	return u.Path
+}
+
+// SSHHostKeyPath is the SSH gateway's host key, generated on first start.
+func (c config) SSHHostKeyPath() string {
+	return filepath.Join(c.DataDir, "secrets", "ssh_host_ed25519_key")
 }
 
 // BackupPath is the backup store's directory.

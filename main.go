@@ -22,12 +22,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/devport/devport/fleet"
-	"github.com/devport/devport/fleet/sim"
 	"github.com/devport/devport/handlers"
 	"github.com/devport/devport/jobs"
 	"github.com/devport/devport/static"
 	"github.com/devport/devport/store"
 	"github.com/devport/devport/web"
+	"github.com/devport/devport/web/sshgateway"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -240,10 +240,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	defer s.Close()
-	if seeded, err := s.SeedInventory(ctx, store.Demo("sim")); err != nil {
+	fleetSrc, err := setupFleet(ctx, c, s, log)
+	if err != nil {
 		return err
-	} else if seeded {
-		log.Info("Seeded the demo inventory on the simulated fleet")
 	}
 	key, err := secretKey(c.DataDir, "session-key")
 	if err != nil {
@@ -253,8 +252,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	simDriver := sim.New(s, sim.Options{Latency: c.SimLatency, Failures: c.SimFailures, Seed: 1})
-	runner, err := jobs.New(ctx, jobs.Options{Store: s, Fleet: fleet.New(simDriver), Log: log, Metrics: registry, SessionIdle: c.SessionIdle,
+	drivers := fleetSrc.Fleet
+	runner, err := jobs.New(ctx, jobs.Options{Store: s, Fleet: drivers, Log: log, Metrics: registry, SessionIdle: c.SessionIdle,
 		PoolInterval: c.PoolInterval, BackupDir: c.BackupPath(), BackupInterval: c.BackupInterval,
 		BackupRetention: jobs.Retention{KeepLast: c.BackupKeepLast, KeepDays: c.BackupKeepDays}, LeaseReminders: c.LeaseReminders})
 	if err != nil {
@@ -273,8 +272,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		})
 	}
 	secure := strings.HasPrefix(c.OIDCRedirectURL, "https://")
+	terminals := handlers.NewTerminals()
 	router := handlers.New(handlers.Options{
-		Log: log, Store: s, Jobs: runner, OIDC: oidc, DevLogin: c.DevLogin, Fleet: "simulated fleet", Registry: registry,
+		Log: log, Store: s, Jobs: runner, OIDC: oidc, DevLogin: c.DevLogin, Fleet: fleetSrc.Badge, Drivers: drivers, Terminals: terminals, Registry: registry,
 		Sessions: web.NewSessionStore(s, key, c.SessionIdle, c.SessionMaxAge, secure, log),
 		Ready: func(ctx context.Context) error {
 			if err := s.Ping(ctx); err != nil {
@@ -299,8 +299,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	fmt.Fprintf(stdout, "devport listening on http://%s\n", ln.Addr())
 	log.Info("Serving", "addr", ln.Addr().String(), "data_dir", c.DataDir, "dev_login", c.DevLogin, "oidc", c.OIDCIssuer != "", "version", version)
 
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
+	gateway, err := startSSHGateway(c, s, drivers, log, stdout, errc)
+	if err != nil {
+		ln.Close()
+		_ = runner.Stop(context.Background())
+		return err
+	}
 	select {
 	case err := <-errc:
 		_ = runner.Stop(context.Background())
@@ -310,8 +316,42 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	log.Info("Shutting down")
 	shutdown, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	herr := srv.Shutdown(shutdown)
+	var gerr error
+	if gateway != nil {
+		gerr = gateway.Shutdown(shutdown)
+	}
+	herr := errors.Join(srv.Shutdown(shutdown), terminals.Shutdown(shutdown))
 	jerr := runner.Stop(shutdown)
 	log.Info("Stopped")
-	return errors.Join(herr, jerr)
+	return errors.Join(gerr, herr, jerr)
+}
+
+// startSSHGateway starts the SSH gateway on c.SSHAddr with the data
+// directory's host key (generated on first start); nil when it is off. A
+// failure of its Serve is sent to errc.
+func startSSHGateway(c config, s *store.Store, drivers *fleet.Fleet, log *slog.Logger, stdout io.Writer, errc chan<- error) (*sshgateway.Server, error) {
+	if c.SSHAddr == "" {
+		log.Info("The SSH gateway is off (DEVPORT_SSH_ADDR=off)")
+		return nil, nil
+	}
+	hostKey, err := sshgateway.HostKey(c.SSHHostKeyPath())
+	if err != nil {
+		return nil, err
+	}
+	gateway, err := sshgateway.New(sshgateway.Options{Store: s, Fleet: drivers, Log: log, HostKey: hostKey})
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", c.SSHAddr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s (DEVPORT_SSH_ADDR; off disables the SSH gateway): %w", c.SSHAddr, err)
+	}
+	go func() {
+		if err := gateway.Serve(ln); !errors.Is(err, sshgateway.ErrServerClosed) {
+			errc <- fmt.Errorf("ssh gateway: %w", err)
+		}
+	}()
+	fmt.Fprintf(stdout, "devport SSH gateway on %s (host key %s)\n", ln.Addr(), gateway.HostKeyFingerprint())
+	log.Info("SSH gateway", "addr", ln.Addr().String(), "host_key", gateway.HostKeyFingerprint())
+	return gateway, nil
 }

@@ -145,3 +145,37 @@ func ParseWriteFileCmd(cmd []string) (path, content string, ok bool) {
 	}
 	return "", "", false
 }
+
+// SessionSpec is an interactive command to open in an instance: a login
+// shell when Cmd is empty.
+type SessionSpec struct {
+	Cmd  []string
+	TTY  bool // allocate a pseudo-terminal; its output merges stderr
+	Env  []string
+	Rows uint16
+	Cols uint16
+	// User is the account in the instance ("" means the devserver's user).
+	User string
+}
+
+// Session is a command running in an instance with its input and output
+// streamed: the SSH gateway and the web terminal bridge to one.
+type Session interface {
+	// Stdin takes what the person types.
+	Stdin() io.WriteCloser
+	// Stdout is the command's output (with stderr merged under a TTY).
+	Stdout() io.Reader
+	// Stderr is the command's error output without a TTY (nil with one).
+	Stderr() io.Reader
+	// Resize changes the pseudo-terminal's size.
+	Resize(ctx context.Context, rows, cols uint16) error
+	// Wait waits for the command to end and returns its exit status.
+	Wait(ctx context.Context) (int, error)
+	// Close ends the session, stopping the command if it still runs.
+	Close() error
+}
+
+// Interactive is a driver that can open sessions (every driver should).
+type Interactive interface {
+	OpenSession(ctx context.Context, id string, spec SessionSpec) (Session, error)
+}

@@ -142,6 +142,9 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"POST", "/devservers/" + ds + "/migrate", url.Values{}, map[string]int{"anonymous": 303, "owner": 303, "sharee": 403, "stranger": 404, "admin": 303, "reviewer": 404}},
 		{"GET", "/devservers/" + ds + "/migrate", nil, map[string]int{"anonymous": 303, "owner": 200, "stranger": 404, "admin": 200, "reviewer": 404, "sharee": 200}},
 		{"GET", "/devservers/" + ds + "/activity", nil, map[string]int{"anonymous": 303, "owner": 200, "stranger": 404, "admin": 200, "reviewer": 404, "sharee": 200}},
+		{"GET", "/devservers/" + ds + "/terminal", nil, map[string]int{"anonymous": 303, "owner": 200, "sharee": 200, "stranger": 404, "admin": 403, "reviewer": 404}},
+		// Without an upgrade the websocket says 426 to those it would accept.
+		{"GET", "/devservers/" + ds + "/terminal/ws", nil, map[string]int{"anonymous": 303, "owner": 426, "sharee": 426, "stranger": 404, "admin": 403, "reviewer": 404}},
 		{"GET", "/profile/oneoffs", nil, map[string]int{"anonymous": 303, "owner": 200, "stranger": 200, "admin": 200, "reviewer": 200}},
 		{"POST", "/profile/oneoffs", url.Values{"env": {"bad line"}}, map[string]int{"anonymous": 303, "owner": 422, "stranger": 422, "admin": 422, "reviewer": 422}},
 		{"GET", "/admin/features", nil, map[string]int{"anonymous": 303, "owner": 403, "stranger": 403, "admin": 200, "reviewer": 403}},

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/devport/devport/fleet"
 	"github.com/devport/devport/jobs"
 	"github.com/devport/devport/store"
 	"github.com/devport/devport/web"
@@ -35,6 +36,11 @@ type Options struct {
 	DevLogin bool
 	// Fleet is shown in every page's frame, such as "simulated fleet".
 	Fleet string
+	// Drivers open shells in devservers for the web terminal.
+	Drivers *fleet.Fleet
+	// Terminals holds the web terminal's sessions, for a shutdown to end
+	// (nil: a set of its own, which nothing shuts down).
+	Terminals *Terminals
 	// Registry holds the metrics /metrics serves; the HTTP metrics are added to it.
 	Registry *prometheus.Registry
 	// Ready reports whether the portal can serve (database and job runner up).
@@ -49,6 +55,9 @@ func New(o Options) http.Handler {
 	log := o.Log.With("component", "web")
 	if o.RequestTimeout == 0 {
 		o.RequestTimeout = 30 * time.Second
+	}
+	if o.Terminals == nil {
+		o.Terminals = NewTerminals()
 	}
 	auth := &web.Auth{Store: o.Store, Sessions: o.Sessions, Log: log, DevLogin: o.DevLogin, Fleet: o.Fleet}
 	s, q := o.Store, o.Jobs
@@ -84,6 +93,8 @@ func New(o Options) http.Handler {
 		r.Get("/devservers/new/regions", reserveRegions(log, s))
 		r.Post("/devservers", reserveDevserver(log, s, q, o.Sessions))
 		r.Get("/devservers/{name}", showDevserver(log, s))
+		r.Get("/devservers/{name}/terminal", terminalSection(log, s))
+		r.Get("/devservers/{name}/terminal/ws", terminalSocket(log, s, o.Drivers, o.Terminals))
 		r.Post("/devservers/{name}/release", releaseDevserver(log, s, q, o.Sessions))
 		r.Post("/devservers/{name}/extend", extendDevserver(log, s, o.Sessions))
 	})

@@ -78,7 +78,7 @@ func (w *provisionWorker) Work(ctx context.Context, job *river.Job[ProvisionArgs
 		CPUs: flavor.CPUs, MemoryGB: flavor.MemoryGB, DiskGB: flavor.DiskGB, GPUs: flavor.GPUs,
 	})
 	if err != nil {
-		return w.retryOrFail(ctx, job, d, fmt.Errorf("create: %w", err))
+		return w.retryOrFail(ctx, job, d, host.Name, fmt.Errorf("create: %w", err))
 	}
 	recorded, err := w.s.SetInstance(ctx, id, inst.ID)
 	if err != nil {
@@ -95,7 +95,7 @@ func (w *provisionWorker) Work(ctx context.Context, job *river.Job[ProvisionArgs
 	}
 	inst, err = drv.Start(ctx, inst.ID)
 	if err != nil {
-		return w.retryOrFail(ctx, job, d, fmt.Errorf("start: %w", err))
+		return w.retryOrFail(ctx, job, d, host.Name, fmt.Errorf("start: %w", err))
 	}
 	return w.s.InTx(ctx, func(tx *store.Tx) error {
 		ok, err := tx.MarkReady(ctx, id, inst.ID, inst.Address)
@@ -113,8 +113,25 @@ func (w *provisionWorker) Work(ctx context.Context, job *river.Job[ProvisionArgs
 	})
 }
 
-// retryOrFail retries a fleet error until the last attempt, then fails the devserver.
-func (w *provisionWorker) retryOrFail(ctx context.Context, job *river.Job[ProvisionArgs], d store.Devserver, err error) error {
+// hostWaitLimit is how long provisioning waits for a host that does not answer.
+const hostWaitLimit = 6 * time.Hour
+
+// hostWait is the pause before asking a host that did not answer again:
+// half the time waited so far, from 2 s up to a minute.
+func hostWait(waited time.Duration) time.Duration {
+	return min(max(waited/2, 2*time.Second), time.Minute)
+}
+
+// retryOrFail retries a fleet error until the last attempt, then fails the
+// devserver. A host that does not answer is waited for instead: the job
+// snoozes (which costs no attempt) with a growing pause, and the devserver
+// says what it waits for; a retried Create finds what an earlier one made.
+func (w *provisionWorker) retryOrFail(ctx context.Context, job *river.Job[ProvisionArgs], d store.Devserver, hostName string, err error) error {
+	if waited := time.Since(job.CreatedAt); errors.Is(err, fleet.ErrUnreachable) && waited < hostWaitLimit {
+		w.log.Warn("Waiting for an unreachable host", "devserver", d.Name, "host", hostName, "waited", waited.Round(time.Second), "error", err)
+		_ = w.s.SetProgress(ctx, d.ID, store.StateProvisioning, 5, fmt.Sprintf("Waiting for its host %s: %v", hostName, err))
+		return river.JobSnooze(hostWait(waited))
+	}
 	if job.Attempt < job.MaxAttempts {
 		_ = w.s.SetProgress(ctx, d.ID, store.StateProvisioning, 5, fmt.Sprintf("Attempt %d failed, retrying: %v", job.Attempt, err))
 		return err

@@ -159,6 +159,31 @@ func keyType(publicKey string) string {
 
 const sshKeyColumns = `id, user_id, name, public_key, fingerprint, created_at`
 
+// SSHKeyUsers returns the people whose profile holds the public key
+// (authorized_keys form, "type base64"), with roles; several people may
+// register the same key.
+func (s *Store) SSHKeyUsers(ctx context.Context, publicKey string) ([]User, error) {
+	k, problem := ParsePublicKey(publicKey)
+	if problem != "" {
+		return nil, nil
+	}
+	var ids []int64
+	err := selectNamed(ctx, s.read, &ids, `SELECT user_id FROM ssh_keys WHERE fingerprint = :fp AND public_key = :pk ORDER BY user_id`,
+		arg{"fp": k.Fingerprint, "pk": k.PublicKey})
+	if err != nil {
+		return nil, fmt.Errorf("users of ssh key %s: %w", k.Fingerprint, err)
+	}
+	us := make([]User, 0, len(ids))
+	for _, id := range ids {
+		u, err := s.User(ctx, id)
+		if err != nil {
+			return nil, fmt.Errorf("users of ssh key %s: %w", k.Fingerprint, err)
+		}
+		us = append(us, u)
+	}
+	return us, nil
+}
+
 // SSHKeys lists a person's keys, oldest first.
 func (s *Store) SSHKeys(ctx context.Context, userID int64) ([]SSHKey, error) {
 	var ks []SSHKey

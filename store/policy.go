@@ -22,3 +22,10 @@ func CanListAllDevservers(u User) bool { return u.Has(RoleAdmin) }
 // CanExtendDevserver: the owner alone extends a lease (API.md); admins
 // release, but do not lengthen someone else's hold on capacity.
 func CanExtendDevserver(u User, d Devserver) bool { return d.OwnerID != 0 && u.ID == d.OwnerID }
+
+// CanShellDevserver: the owner and the people it is shared with may open a
+// shell in a devserver (SSH gateway, web terminal). Admins may not, unless
+// they are one of those: a shell is the person's own workspace.
+func CanShellDevserver(u User, d Devserver) bool {
+	return u.ID != 0 && ((d.OwnerID != 0 && u.ID == d.OwnerID) || d.SharedWith(u.ID))
+}

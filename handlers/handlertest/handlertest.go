@@ -35,6 +35,8 @@ type Server struct {
 	Sim      *sim.Driver
 	Runner   *jobs.Runner
 	Sessions *web.SessionStore
+	// Terminals are the open web terminals; the end of the test shuts them down.
+	Terminals *handlers.Terminals
 }
 
 // Options change the portal under test.
@@ -60,6 +62,9 @@ type Options struct {
 	// Schedules turns on the periodic backup schedule and lease check
 	// (default off, so a test knows every fleet call that happens).
 	Schedules bool
+	// Drivers are fleet drivers besides the simulator, for inventory hosts
+	// that name them (such as the Docker driver).
+	Drivers []fleet.Driver
 }
 
 // New starts a portal. It stops when the test ends.
@@ -83,7 +88,8 @@ func New(t testing.TB, opts ...Options) *Server {
 	ctx := context.Background()
 	simDriver := sim.New(s, sim.Options{Latency: o.SimLatency, Seed: 1})
 	registry := prometheus.NewRegistry()
-	runner, err := jobs.New(ctx, jobs.Options{BackupDir: t.TempDir(), Store: s, Fleet: fleet.New(simDriver), Log: log, Metrics: registry, SessionIdle: o.SessionIdle, MaxAttempts: o.MaxAttempts,
+	drivers := fleet.New(append([]fleet.Driver{simDriver}, o.Drivers...)...)
+	runner, err := jobs.New(ctx, jobs.Options{BackupDir: t.TempDir(), Store: s, Fleet: drivers, Log: log, Metrics: registry, SessionIdle: o.SessionIdle, MaxAttempts: o.MaxAttempts,
 		PoolInterval: o.PoolInterval, NoSchedules: !o.Schedules})
 	if err != nil {
 		t.Fatalf("jobs: %v", err)
@@ -103,9 +109,10 @@ func New(t testing.TB, opts ...Options) *Server {
 		oidc = web.NewOIDC(cfg)
 	}
 	sessions := web.NewSessionStore(s, []byte(strings.Repeat("k", 64)), o.SessionIdle, o.SessionMaxAge, false, log)
+	terminals := handlers.NewTerminals()
 	h := handlers.New(handlers.Options{
 		Log: log, Store: s, Jobs: runner, Sessions: sessions, OIDC: oidc, DevLogin: !o.NoDevLogin,
-		Fleet: "simulated fleet", Registry: registry, Static: static.FS,
+		Fleet: "simulated fleet", Drivers: drivers, Terminals: terminals, Registry: registry, Static: static.FS,
 		Ready: func(ctx context.Context) error { return s.Ping(ctx) },
 	})
 	srv.Config.Handler = h
@@ -114,11 +121,12 @@ func New(t testing.TB, opts ...Options) *Server {
 		srv.Close()
 		stop, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
+		_ = terminals.Shutdown(stop)
 		if !o.NoJobs {
 			_ = runner.Stop(stop)
 		}
 	})
-	return &Server{Server: srv, Store: s, Sim: simDriver, Runner: runner, Sessions: sessions}
+	return &Server{Server: srv, Store: s, Sim: simDriver, Runner: runner, Sessions: sessions, Terminals: terminals}
 }
 
 // Browser returns a client with its own cookie jar that does not follow redirects.
