@@ -273,8 +273,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	secure := strings.HasPrefix(c.OIDCRedirectURL, "https://")
 	terminals := handlers.NewTerminals()
+	errc := make(chan error, 2)
+	gateway, sshPort, err := startSSHGateway(c, s, drivers, log, stdout, errc)
+	if err != nil {
+		_ = runner.Stop(context.Background())
+		return err
+	}
 	router := handlers.New(handlers.Options{
-		Log: log, Store: s, Jobs: runner, OIDC: oidc, DevLogin: c.DevLogin, Fleet: fleetSrc.Badge, Drivers: drivers, Terminals: terminals, Registry: registry,
+		SSHPort: sshPort,
+		Log:     log, Store: s, Jobs: runner, OIDC: oidc, DevLogin: c.DevLogin, Fleet: fleetSrc.Badge, Drivers: drivers, Terminals: terminals, Registry: registry,
 		Sessions: web.NewSessionStore(s, key, c.SessionIdle, c.SessionMaxAge, secure, log),
 		Ready: func(ctx context.Context) error {
 			if err := s.Ping(ctx); err != nil {
@@ -290,6 +297,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 
 	ln, err := net.Listen("tcp", c.Addr)
 	if err != nil {
+		if gateway != nil {
+			_ = gateway.Shutdown(context.Background())
+		}
+		_ = runner.Stop(context.Background())
 		return fmt.Errorf("listen on %s (DEVPORT_ADDR): %w", c.Addr, err)
 	}
 	srv := &http.Server{
@@ -299,14 +310,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	fmt.Fprintf(stdout, "devport listening on http://%s\n", ln.Addr())
 	log.Info("Serving", "addr", ln.Addr().String(), "data_dir", c.DataDir, "dev_login", c.DevLogin, "oidc", c.OIDCIssuer != "", "version", version)
 
-	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
-	gateway, err := startSSHGateway(c, s, drivers, log, stdout, errc)
-	if err != nil {
-		ln.Close()
-		_ = runner.Stop(context.Background())
-		return err
-	}
 	select {
 	case err := <-errc:
 		_ = runner.Stop(context.Background())
@@ -326,25 +330,26 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	return errors.Join(gerr, herr, jerr)
 }
 
-// startSSHGateway starts the SSH gateway on c.SSHAddr with the data
+// startSSHGateway starts the SSH gateway on c.SSHAddr and returns it with
+// the port it listens on (0 when it is off); it uses the data
 // directory's host key (generated on first start); nil when it is off. A
 // failure of its Serve is sent to errc.
-func startSSHGateway(c config, s *store.Store, drivers *fleet.Fleet, log *slog.Logger, stdout io.Writer, errc chan<- error) (*sshgateway.Server, error) {
+func startSSHGateway(c config, s *store.Store, drivers *fleet.Fleet, log *slog.Logger, stdout io.Writer, errc chan<- error) (*sshgateway.Server, int, error) {
 	if c.SSHAddr == "" {
 		log.Info("The SSH gateway is off (DEVPORT_SSH_ADDR=off)")
-		return nil, nil
+		return nil, 0, nil
 	}
 	hostKey, err := sshgateway.HostKey(c.SSHHostKeyPath())
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	gateway, err := sshgateway.New(sshgateway.Options{Store: s, Fleet: drivers, Log: log, HostKey: hostKey})
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	ln, err := net.Listen("tcp", c.SSHAddr)
 	if err != nil {
-		return nil, fmt.Errorf("listen on %s (DEVPORT_SSH_ADDR; off disables the SSH gateway): %w", c.SSHAddr, err)
+		return nil, 0, fmt.Errorf("listen on %s (DEVPORT_SSH_ADDR; off disables the SSH gateway): %w", c.SSHAddr, err)
 	}
 	go func() {
 		if err := gateway.Serve(ln); !errors.Is(err, sshgateway.ErrServerClosed) {
@@ -353,5 +358,5 @@ func startSSHGateway(c config, s *store.Store, drivers *fleet.Fleet, log *slog.L
 	}()
 	fmt.Fprintf(stdout, "devport SSH gateway on %s (host key %s)\n", ln.Addr(), gateway.HostKeyFingerprint())
 	log.Info("SSH gateway", "addr", ln.Addr().String(), "host_key", gateway.HostKeyFingerprint())
-	return gateway, nil
+	return gateway, ln.Addr().(*net.TCPAddr).Port, nil
 }

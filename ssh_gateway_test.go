@@ -92,7 +92,13 @@ func TestServeSSHGateway(t *testing.T) {
 	if code != http.StatusAccepted {
 		t.Fatalf("reserve: %d %s", code, body)
 	}
-	var d struct{ Name, State string }
+	var d struct {
+		Name, State, Hostname string
+		Connection            struct {
+			SSHCommand string `json:"ssh_command"`
+			SSHConfig  string `json:"ssh_config"`
+		}
+	}
 	json.Unmarshal([]byte(body), &d)
 	deadline := time.Now().Add(30 * time.Second)
 	for d.State != "ready" {
@@ -103,13 +109,20 @@ func TestServeSSHGateway(t *testing.T) {
 		_, body := api("GET", "/api/v1/devservers/"+d.Name, "")
 		json.Unmarshal([]byte(body), &d)
 	}
+	// The connection details name the gateway, and their ssh config entry is
+	// all OpenSSH needs (with the person's own key and known hosts).
+	if want := "ssh -p " + port + " " + d.Name + "@127.0.0.1"; d.Connection.SSHCommand != want {
+		t.Errorf("the connection details say %q, want %q", d.Connection.SSHCommand, want)
+	}
+	sshConfig := filepath.Join(t.TempDir(), "config")
+	os.WriteFile(sshConfig, []byte(d.Connection.SSHConfig), 0o600)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, sshBin, "-F", "/dev/null", "-p", port, "-i", idFile,
+	cmd := exec.CommandContext(ctx, sshBin, "-F", sshConfig, "-i", idFile,
 		"-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none", "-o", "BatchMode=yes",
 		"-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile="+knownHosts, "-o", "GlobalKnownHostsFile=/dev/null",
-		d.Name+"@127.0.0.1", "echo hello; exit 7")
+		d.Hostname, "echo hello; exit 7")
 	cmd.Env = []string{"HOME=" + t.TempDir(), "PATH=" + os.Getenv("PATH")}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

@@ -53,7 +53,7 @@ func visibleDevserver(ctx context.Context, s *store.Store, u store.User, name st
 		err = store.ErrNotFound
 	}
 	d.Relation = store.RelationOf(u, d)
-	d.Connection = store.ConnectionFor(d, u)
+	d.Connection = store.ConnectionFor(d, u, web.Gateway(ctx))
 	return d, err
 }
 
@@ -465,7 +465,7 @@ func apiListDevservers(log *slog.Logger, s *store.Store) http.HandlerFunc {
 			return
 		}
 		for i := range ds {
-			ds[i].Connection = store.ConnectionFor(ds[i], *u)
+			ds[i].Connection = store.ConnectionFor(ds[i], *u, web.Gateway(r.Context()))
 		}
 		out := page[store.Devserver]{Items: ds}
 		if len(ds) > limit {

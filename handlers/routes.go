@@ -27,6 +27,8 @@ type Enqueuer interface {
 
 // Options is what the routes need.
 type Options struct {
+	// SSHPort is the SSH gateway's port, shown in connection details (0: off).
+	SSHPort  int
 	Log      *slog.Logger
 	Store    *store.Store
 	Jobs     Enqueuer
@@ -64,7 +66,7 @@ func New(o Options) http.Handler {
 
 	r := chi.NewRouter()
 	r.Use(web.RequestIDs, web.AccessLog(log, web.NewHTTPMetrics(o.Registry)), web.Recover(log), web.SecurityHeaders,
-		middleware.Timeout(o.RequestTimeout), web.CrossOrigin(log), auth.Middleware)
+		middleware.Timeout(o.RequestTimeout), web.CrossOrigin(log), auth.Middleware, web.SSHGateway(o.SSHPort))
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) { web.Error(w, r, log, web.ErrRouteNotFound) })
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) { web.Error(w, r, log, web.ErrMethod) })
 

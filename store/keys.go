@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -320,11 +321,28 @@ func LoginName(email string) string {
 	return local
 }
 
+// Gateway is where the SSH gateway answers, as a person reaches the portal:
+// its address (an IP address where one is known, so DNS is not needed) and port.
+type Gateway struct {
+	Host string
+	Port int
+}
+
 // ConnectionFor is how viewer connects to d, or nil while d has no address
-// or is not ready.
-func ConnectionFor(d Devserver, viewer User) *Connection {
+// or is not ready. With the SSH gateway the way in is the gateway, as
+// <devserver>@<portal> on its port; without it, the devserver's own address.
+func ConnectionFor(d Devserver, viewer User, gw *Gateway) *Connection {
 	if d.State != StateReady || d.Address == "" || d.Hostname == "" {
 		return nil
+	}
+	if gw != nil && gw.Host != "" && gw.Port > 0 {
+		port := strconv.Itoa(gw.Port)
+		return &Connection{
+			Hostname: d.Hostname, Address: d.Address, User: d.Name,
+			SSHConfig:  "Host " + d.Hostname + "\n    HostName " + gw.Host + "\n    Port " + port + "\n    User " + d.Name + "\n",
+			SSHCommand: "ssh -p " + port + " " + d.Name + "@" + gw.Host,
+			VSCodeURL:  "vscode://vscode-remote/ssh-remote+" + url.PathEscape(d.Hostname) + "/home/dev",
+		}
 	}
 	user := LoginName(viewer.Email)
 	return &Connection{

@@ -254,7 +254,7 @@ func TestSSHKeys(t *testing.T) {
 func TestConnectionFor(t *testing.T) {
 	d := store.Devserver{Name: "ann-abcde", State: store.StateReady, Hostname: "ann-abcde.ftw.devport.internal", Address: "10.1.2.3"}
 	viewer := store.User{Email: "Bob.Smith+dev@example.com"}
-	c := store.ConnectionFor(d, viewer)
+	c := store.ConnectionFor(d, viewer, nil)
 	if c == nil {
 		t.Fatal("no connection for a ready devserver")
 	}
@@ -267,10 +267,18 @@ func TestConnectionFor(t *testing.T) {
 	}
 	for _, state := range []string{store.StateProvisioning, store.StateReleasing, store.StateReleased} {
 		d.State = state
-		if store.ConnectionFor(d, viewer) != nil {
+		if store.ConnectionFor(d, viewer, nil) != nil {
 			t.Errorf("a connection while %s", state)
 		}
 	}
+	t.Run("through the SSH gateway", func(t *testing.T) {
+		d.State = store.StateReady
+		c := store.ConnectionFor(d, viewer, &store.Gateway{Host: "192.0.2.10", Port: 2222})
+		want := "Host ann-abcde.ftw.devport.internal\n    HostName 192.0.2.10\n    Port 2222\n    User ann-abcde\n"
+		if c == nil || c.SSHConfig != want || c.SSHCommand != "ssh -p 2222 ann-abcde@192.0.2.10" {
+			t.Errorf("connection = %+v", c)
+		}
+	})
 	for email, want := range map[string]string{"alice@example.com": "alice", "ALICE@x.org": "alice", "@x": "dev", "a b@x": "a-b", strings.Repeat("z", 40) + "@x": strings.Repeat("z", 32)} {
 		if got := store.LoginName(email); got != want {
 			t.Errorf("LoginName(%q) = %q, want %q", email, got, want)
