@@ -78,7 +78,7 @@ func requestRestore(ctx context.Context, s *store.Store, q Enqueuer, who store.A
 	if err != nil {
 		return store.Restore{}, err
 	}
-	if b.OwnerID != d.OwnerID || b.State == store.BackupDeleted {
+	if !store.CanRestoreBackup(u, b, d) {
 		return store.Restore{}, store.ErrNotFound
 	}
 	var r store.Restore

@@ -66,7 +66,9 @@ func New(o Options) http.Handler {
 
 	r := chi.NewRouter()
 	r.Use(web.RequestIDs, web.AccessLog(log, web.NewHTTPMetrics(o.Registry)), web.Recover(log), web.SecurityHeaders,
-		middleware.Timeout(o.RequestTimeout), web.CrossOrigin(log), auth.Middleware, web.SSHGateway(o.SSHPort))
+		middleware.Timeout(o.RequestTimeout), web.CrossOrigin(log), auth.Middleware, web.SSHGateway(o.SSHPort),
+		// A read-only token changes nothing anywhere: page routes take tokens too.
+		web.RequireWriteScope(log))
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) { web.Error(w, r, log, web.ErrRouteNotFound) })
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) { web.Error(w, r, log, web.ErrMethod) })
 

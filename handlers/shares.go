@@ -162,7 +162,7 @@ func apiAddShare(log *slog.Logger, s *store.Store, q Enqueuer) http.HandlerFunc 
 			web.Error(w, r, log, err)
 			return
 		}
-		w.Header().Set("Location", "/api/v1/devservers/"+d.Name+"/shares/"+sh.Email)
+		w.Header().Set("Location", "/api/v1/devservers/"+url.PathEscape(d.Name)+"/shares/"+url.PathEscape(sh.Email))
 		web.WriteJSON(w, http.StatusCreated, sh)
 	}
 }

@@ -47,6 +47,8 @@ var (
 		Message: "This address is the terminal's websocket; open the terminal from the devserver page."}
 	errTerminalShutdown = &web.RequestError{Status: http.StatusServiceUnavailable, Code: "shutting_down",
 		Message: "devport is shutting down; open the terminal again in a moment."}
+	errTerminalReadOnly = &web.RequestError{Status: http.StatusForbidden, Code: "read_only_token",
+		Message: "This token is read-only; a terminal needs a token that may change things."}
 	errTerminalHost = &web.RequestError{Status: http.StatusBadGateway, Code: "host_unavailable",
 		Message: "The devserver's host did not open a shell; try again in a moment."}
 )
@@ -72,6 +74,10 @@ func terminalSection(log *slog.Logger, s *store.Store) http.HandlerFunc {
 // open a shell in it and it is ready.
 func terminalTarget(r *http.Request, s *store.Store, f *fleet.Fleet) (store.Devserver, fleet.Interactive, error) {
 	ctx := r.Context()
+	if p := web.PrincipalOf(r); p != nil && p.Scope == "read" {
+		// A shell changes what it likes: not for a read-only token.
+		return store.Devserver{}, nil, errTerminalReadOnly
+	}
 	u := web.User(r)
 	d, err := visibleDevserver(ctx, s, *u, chi.URLParam(r, "name"))
 	if err != nil {

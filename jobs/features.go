@@ -49,6 +49,11 @@ func featurePath(name string) string { return ".devport/features/" + name }
 
 func (w *featureWorker) Work(ctx context.Context, job *river.Job[FeatureArgs]) error {
 	d, drv, wait, err := readyDevserver(ctx, w.s, w.f, job.Args.DevserverID)
+	if err != nil && d.State == store.StateUnreachable && job.Attempt >= job.MaxAttempts {
+		// The last attempt: say why on the feature, rather than leave it
+		// pending for ever.
+		return w.giveUp(ctx, job, d, err)
+	}
 	if err != nil || wait > 0 || drv == nil {
 		return snoozeOr(wait, err)
 	}
@@ -74,6 +79,26 @@ func (w *featureWorker) Work(ctx context.Context, job *river.Job[FeatureArgs]) e
 	}
 	return w.s.InTx(ctx, func(tx *store.Tx) error {
 		if err := tx.FinishFeature(ctx, d, f.Feature, f.State, f.Version, failure); err != nil {
+			return err
+		}
+		return completeTx(ctx, tx, job)
+	})
+}
+
+// giveUp records the feature's change as failed with cause and completes the job.
+func (w *featureWorker) giveUp(ctx context.Context, job *river.Job[FeatureArgs], d store.Devserver, cause error) error {
+	f, err := w.s.DevserverFeature(ctx, d.ID, job.Args.Feature)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if f.State != store.FeaturePending && f.State != store.FeatureRemoving {
+		return nil
+	}
+	return w.s.InTx(ctx, func(tx *store.Tx) error {
+		if err := tx.FinishFeature(ctx, d, f.Feature, f.State, f.Version, cause); err != nil {
 			return err
 		}
 		return completeTx(ctx, tx, job)

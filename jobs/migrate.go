@@ -91,8 +91,14 @@ func (w *migrateWorker) Work(ctx context.Context, job *river.Job[MigrateArgs]) e
 				if job.Attempt < job.MaxAttempts {
 					return fmt.Errorf("release source of %s: %w", d.Name, err)
 				}
-				w.log.Error("Could not destroy a migrated devserver's source; its capacity stays taken", "devserver", d.Name, "instance", m.FromInstanceID, "error", err)
-				return err
+				// Giving up would leave the devserver migrating for ever
+				// (nothing can release it then): keep trying, at most a
+				// minute apart (a snooze costs no attempt), and say so.
+				wait := min(time.Second<<min(job.Attempt-1, 6), time.Minute)
+				w.log.Error("Could not destroy a migrated devserver's source; trying again", "devserver", d.Name, "instance", m.FromInstanceID, "wait", wait, "error", err)
+				_ = w.s.SetProgress(ctx, d.ID, store.StateMigrating, 90,
+					fmt.Sprintf("Step 5 of 5: releasing the source failed %d times; trying again every %s: %v", job.Attempt, wait, err))
+				return river.JobSnooze(wait)
 			}
 			return w.s.InTx(ctx, func(tx *store.Tx) error {
 				if err := tx.FinishMigration(ctx, m); err != nil {

@@ -54,6 +54,16 @@ func OneoffCommands(o store.Oneoffs) [][]string {
 
 func (w *oneoffsWorker) Work(ctx context.Context, job *river.Job[OneoffsArgs]) error {
 	d, drv, wait, err := readyDevserver(ctx, w.s, w.f, job.Args.DevserverID)
+	if err != nil && d.State == store.StateUnreachable && job.Attempt >= job.MaxAttempts && d.OneoffsState == "pending" {
+		// The last attempt: say why on the devserver, rather than leave
+		// its one-offs pending for ever.
+		return w.s.InTx(ctx, func(tx *store.Tx) error {
+			if err := tx.FinishOneoffs(ctx, d, err); err != nil {
+				return err
+			}
+			return completeTx(ctx, tx, job)
+		})
+	}
 	if err != nil || wait > 0 || drv == nil {
 		return snoozeOr(wait, err)
 	}

@@ -55,6 +55,12 @@ func (w *provisionWorker) Work(ctx context.Context, job *river.Job[ProvisionArgs
 		return err
 	}
 	if d.State != store.StateProvisioning {
+		if job.Attempt > 1 && d.InstanceID != "" && (d.State == store.StateReleased || d.State == store.StateFailed) {
+			// Released meanwhile, after an earlier attempt made an instance
+			// it could not remove: nobody else removes it (destroying is
+			// idempotent).
+			return w.destroyLeftover(ctx, d)
+		}
 		return nil // released meanwhile, or already done
 	}
 	host, err := w.s.Host(ctx, d.HostID)
@@ -113,6 +119,21 @@ func (w *provisionWorker) Work(ctx context.Context, job *river.Job[ProvisionArgs
 	})
 }
 
+// destroyLeftover removes the instance of a devserver that ended while it
+// was being provisioned.
+func (w *provisionWorker) destroyLeftover(ctx context.Context, d store.Devserver) error {
+	host, err := w.s.Host(ctx, d.HostID)
+	if err != nil {
+		return err
+	}
+	drv, err := w.f.Driver(host.Driver)
+	if err != nil {
+		return err
+	}
+	w.log.Info("Destroying instance of a devserver released while provisioning", "devserver", d.Name, "instance", d.InstanceID)
+	return drv.Destroy(ctx, d.InstanceID)
+}
+
 // hostWaitLimit is how long provisioning waits for a host that does not answer.
 const hostWaitLimit = 6 * time.Hour
 
@@ -146,7 +167,15 @@ func (w *provisionWorker) fail(ctx context.Context, job *river.Job[ProvisionArgs
 	if fresh, err := w.s.DevserverByID(ctx, d.ID); err == nil && fresh.InstanceID != "" {
 		if host, err := w.s.Host(ctx, d.HostID); err == nil {
 			if drv, err := w.f.Driver(host.Driver); err == nil {
-				_ = drv.Destroy(ctx, fresh.InstanceID) // best effort: the capacity is ours again either way
+				if err := drv.Destroy(ctx, fresh.InstanceID); err != nil {
+					// Failing now would give the capacity back while the
+					// instance still runs on the host: wait (a snooze costs
+					// no attempt) and say so. The next run finds what was
+					// made, and fails again or finishes it.
+					_ = w.s.SetProgress(ctx, d.ID, store.StateProvisioning, 5,
+						fmt.Sprintf("Provisioning failed (%v); removing what was made on %s failed too, trying again: %v", cause, host.Name, err))
+					return river.JobSnooze(hostWait(time.Since(job.CreatedAt)))
+				}
 			}
 		}
 	}

@@ -78,7 +78,7 @@ const (
 	backupTimeout    = 5 * time.Minute
 	restoreTimeout   = 5 * time.Minute
 	scheduleTimeout  = 5 * time.Minute
-	rescueAfter      = provisionTimeout + time.Minute
+	rescueAfter      = migrateTimeout + time.Minute // the longest timeout (migrate_devserver)
 )
 
 // New applies River's migrations and prepares the workers. Start runs them.

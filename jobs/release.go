@@ -68,8 +68,16 @@ func (w *releaseWorker) Work(ctx context.Context, job *river.Job[ReleaseArgs]) e
 			return err
 		}
 		if err := drv.Destroy(ctx, d.InstanceID); err != nil {
-			_ = w.s.SetProgress(ctx, d.ID, store.StateReleasing, 20, fmt.Sprintf("Attempt %d to destroy failed, retrying: %v", job.Attempt, err))
-			return fmt.Errorf("destroy %s: %w", d.Name, err)
+			if job.Attempt < job.MaxAttempts {
+				_ = w.s.SetProgress(ctx, d.ID, store.StateReleasing, 20, fmt.Sprintf("Attempt %d to destroy failed, retrying: %v", job.Attempt, err))
+				return fmt.Errorf("destroy %s: %w", d.Name, err)
+			}
+			// The capacity is only given back once the instance is gone, and
+			// nothing else would ever release it: keep trying, at most a
+			// minute apart (a snooze costs no attempt), and say so.
+			wait := min(time.Second<<min(job.Attempt-1, 6), time.Minute)
+			_ = w.s.SetProgress(ctx, d.ID, store.StateReleasing, 20, fmt.Sprintf("Destroying on %s failed %d times; trying again every %s: %v", host.Name, job.Attempt, wait, err))
+			return river.JobSnooze(wait)
 		}
 	}
 	return w.s.InTx(ctx, func(tx *store.Tx) error {
@@ -120,7 +128,7 @@ func (w *releaseWorker) backUp(ctx context.Context, job *river.Job[ReleaseArgs],
 	if err == nil {
 		return nil
 	}
-	if job.Attempt < releaseBackupAttempts {
+	if job.Attempt < min(releaseBackupAttempts, job.MaxAttempts) {
 		_ = w.s.SetProgress(ctx, d.ID, store.StateReleasing, 10, fmt.Sprintf("Attempt %d to back up before release failed, retrying: %v", job.Attempt, err))
 		return err
 	}

@@ -75,7 +75,7 @@ func (w *syncKeysWorker) Work(ctx context.Context, job *river.Job[SyncKeysArgs])
 			hadKeys = keyLines(res.Output) > 0
 		}
 		if res.ExitCode != 0 || res.Output != want {
-			res, err = drv.Exec(ctx, d.InstanceID, []string{"write", AuthorizedKeysPath, want})
+			res, err = drv.Exec(ctx, d.InstanceID, fleet.WriteFileCmd(AuthorizedKeysPath, want))
 			if err != nil {
 				return fmt.Errorf("write authorized_keys of %s: %w", d.Name, err)
 			}

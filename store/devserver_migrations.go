@@ -108,6 +108,15 @@ func (tx *Tx) StartMigration(ctx context.Context, who Actor, d Devserver, toRegi
 	if d.State != StateReady {
 		return DevserverMigration{}, Conflict("invalid_state", fmt.Sprintf("Devserver %s is %s; only a ready devserver can migrate.", d.Name, d.State))
 	}
+	// A restore onto the source while the migration copies it would be lost
+	// at the switch.
+	var restoring int
+	if err := getNamed(ctx, tx, &restoring, `SELECT COUNT(*) FROM restores WHERE devserver_id = :id AND state IN ('pending', 'running')`, arg{"id": d.ID}); err != nil {
+		return DevserverMigration{}, fmt.Errorf("migrate %s: %w", d.Name, err)
+	}
+	if restoring > 0 {
+		return DevserverMigration{}, Conflict("restore_in_progress", fmt.Sprintf("A backup is being restored onto %s; migrate it once the restore has finished.", d.Name))
+	}
 	if !region.Active() {
 		return DevserverMigration{}, tx.noRoom(ctx, flavor, region, "region_not_active",
 			fmt.Sprintf("Region %s is %s and takes no devservers.", region.Code, region.Status))
@@ -210,17 +219,20 @@ WHERE id = :id AND state = 'migrating'`, arg{"id": d.ID, "host": m.ToHostID, "re
 // FinishMigration records a migration done: the source's capacity is given
 // back and the devserver is ready where it now runs.
 func (tx *Tx) FinishMigration(ctx context.Context, m DevserverMigration) error {
+	now := tx.Now()
+	// Only a running migration finishes, once: a second run of the job (a
+	// retry, a rescue) must not give the source's capacity back again.
+	n, err := execNamed(ctx, tx, `UPDATE devserver_migrations SET step = 'done', state = 'done', updated_at = :now, finished_at = :now WHERE id = :id AND state = 'running'`,
+		arg{"id": m.ID, "now": now})
+	if err != nil || n == 0 {
+		return err
+	}
 	from, err := flavorByName(ctx, tx, m.FromFlavor)
 	if err != nil {
 		return err
 	}
 	if _, err := execNamed(ctx, tx, freeCapacitySQL, capacityArgs(m.FromHostID, from)); err != nil {
 		return fmt.Errorf("finish migration: %w", err)
-	}
-	now := tx.Now()
-	if _, err := execNamed(ctx, tx, `UPDATE devserver_migrations SET step = 'done', state = 'done', updated_at = :now, finished_at = :now WHERE id = :id`,
-		arg{"id": m.ID, "now": now}); err != nil {
-		return err
 	}
 	if _, err := execNamed(ctx, tx, `UPDATE devservers SET state = 'ready', progress = 100, status_note = '', updated_at = :now WHERE id = :id AND state = 'migrating'`,
 		arg{"id": m.DevserverID, "now": now}); err != nil {
@@ -237,18 +249,21 @@ func (tx *Tx) FinishMigration(ctx context.Context, m DevserverMigration) error {
 // back and the devserver is ready again on its untouched source, with why
 // the migration failed. The caller destroyed the target instance first.
 func (tx *Tx) RollBackMigration(ctx context.Context, m DevserverMigration, cause error) error {
+	now := tx.Now()
+	reason := clipLong(cause.Error())
+	// Only a running migration rolls back, once, and never one that has
+	// switched over: the target's capacity is given back exactly once.
+	n, err := execNamed(ctx, tx, `UPDATE devserver_migrations SET state = 'rolled_back', error = :error, updated_at = :now, finished_at = :now
+WHERE id = :id AND state = 'running' AND step <> 'release_source'`, arg{"id": m.ID, "now": now, "error": reason})
+	if err != nil || n == 0 {
+		return err
+	}
 	to, err := flavorByName(ctx, tx, m.ToFlavor)
 	if err != nil {
 		return err
 	}
 	if _, err := execNamed(ctx, tx, freeCapacitySQL, capacityArgs(m.ToHostID, to)); err != nil {
 		return fmt.Errorf("roll back migration: %w", err)
-	}
-	now := tx.Now()
-	reason := clipLong(cause.Error())
-	if _, err := execNamed(ctx, tx, `UPDATE devserver_migrations SET state = 'rolled_back', error = :error, updated_at = :now, finished_at = :now WHERE id = :id`,
-		arg{"id": m.ID, "now": now, "error": reason}); err != nil {
-		return err
 	}
 	note := fmt.Sprintf("Migration to %s/%s failed at %s and was rolled back: %s", m.ToRegion, m.ToFlavor, strings.ReplaceAll(m.Step, "_", " "), reason)
 	if _, err := execNamed(ctx, tx, `UPDATE devservers SET state = 'ready', progress = 100, status_note = :note, updated_at = :now WHERE id = :id AND state = 'migrating'`,

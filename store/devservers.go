@@ -562,13 +562,18 @@ func clip(s string) string {
 }
 
 // SetInstance records the fleet instance of a provisioning devserver. It
-// returns false when the devserver is no longer provisioning.
+// returns false when the devserver is no longer provisioning; the instance
+// is then recorded all the same when the devserver has none, so that a
+// retried job still knows what it made and must remove.
 func (s *Store) SetInstance(ctx context.Context, id int64, instanceID string) (bool, error) {
 	var ok bool
 	err := s.InTx(ctx, func(tx *Tx) error {
-		n, err := execNamed(ctx, tx, `UPDATE devservers SET instance_id = :instance_id, updated_at = :now WHERE id = :id AND state = 'provisioning'`,
-			arg{"id": id, "instance_id": instanceID, "now": tx.Now()})
-		ok = n == 1
+		a := arg{"id": id, "instance_id": instanceID, "now": tx.Now()}
+		n, err := execNamed(ctx, tx, `UPDATE devservers SET instance_id = :instance_id, updated_at = :now WHERE id = :id AND state = 'provisioning'`, a)
+		if ok = n == 1; ok || err != nil {
+			return err
+		}
+		_, err = execNamed(ctx, tx, `UPDATE devservers SET instance_id = :instance_id WHERE id = :id AND instance_id = ''`, a)
 		return err
 	})
 	if err != nil {

@@ -29,3 +29,10 @@ func CanExtendDevserver(u User, d Devserver) bool { return d.OwnerID != 0 && u.I
 func CanShellDevserver(u User, d Devserver) bool {
 	return u.ID != 0 && ((d.OwnerID != 0 && u.ID == d.OwnerID) || d.SharedWith(u.ID))
 }
+
+// CanRestoreBackup: whoever manages the target devserver may restore onto it
+// a backup of the same owner's that still exists; anyone else's backup is
+// not found.
+func CanRestoreBackup(u User, b Backup, target Devserver) bool {
+	return CanManageDevserver(u, target) && b.OwnerID == target.OwnerID && b.State != BackupDeleted
+}

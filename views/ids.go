@@ -45,4 +45,12 @@ func LoginURL(next string) string {
 	return "/login?next=" + url.QueryEscape(next)
 }
 
+// OIDCStartURL starts a single sign-on that returns to next afterwards.
+func OIDCStartURL(next string) string {
+	if next == "" || next == "/" {
+		return "/auth/oidc/start"
+	}
+	return "/auth/oidc/start?next=" + url.QueryEscape(next)
+}
+
 func itoa(n int) string { return strconv.Itoa(n) }

@@ -2,11 +2,13 @@ package web
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"io"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/devport/devport/store"
 )
@@ -56,15 +58,29 @@ func Idempotency(log *slog.Logger, s *store.Store) func(http.Handler) http.Handl
 				}
 				return
 			}
+			// The answer is kept even when the client has gone (a dropped
+			// connection is what a retry with the key is for), and a panic
+			// frees the key as any server error does.
+			settle := func(status int, body string) {
+				ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
+				defer cancel()
+				if err := s.SettleIdempotencyKey(ctx, u.ID, key, status, body); err != nil {
+					log.Error("Could not store the answer to an idempotent request", "key", key, "error", err)
+				}
+			}
+			defer func() {
+				if p := recover(); p != nil {
+					settle(http.StatusInternalServerError, "")
+					panic(p)
+				}
+			}()
 			rec := &recordingWriter{statusWriter: statusWriter{ResponseWriter: w}}
 			next.ServeHTTP(rec, r)
 			status := rec.status
 			if status == 0 {
 				status = http.StatusOK
 			}
-			if err := s.SettleIdempotencyKey(r.Context(), u.ID, key, status, rec.body.String()); err != nil {
-				log.Error("Could not store the answer to an idempotent request", "key", key, "error", err)
-			}
+			settle(status, rec.body.String())
 		})
 	}
 }

@@ -63,6 +63,11 @@ func DecodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 	}
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxJSONBody))
 	dec.DisallowUnknownFields()
+	// Only an object: null would decode as an empty one (a PUT of null
+	// would clear what it replaces), and a string or a list has no fields.
+	if first, err := firstJSONByte(dec); err == nil && first != '{' {
+		return BadRequest("malformed_json", "The request body must be a JSON object, such as {}.")
+	}
 	if err := dec.Decode(v); err != nil {
 		var mbe *http.MaxBytesError
 		var se *json.SyntaxError
@@ -85,6 +90,18 @@ func DecodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 		return BadRequest("malformed_json", "The request body has data after the JSON object.")
 	}
 	return nil
+}
+
+// firstJSONByte is the first byte of the decoder's next value, without
+// consuming it (More skips the white space before it); errors are left for
+// Decode to report.
+func firstJSONByte(dec *json.Decoder) (byte, error) {
+	if !dec.More() {
+		return 0, io.EOF
+	}
+	var b [1]byte
+	_, err := io.ReadFull(dec.Buffered(), b[:])
+	return b[0], err
 }
 
 func jsonKind(k string) string {

@@ -67,6 +67,7 @@ func (d *Driver) OpenSession(ctx context.Context, id string, spec fleet.SessionS
 		outR, outW := io.Pipe()
 		errR, errW := io.Pipe()
 		s.stdout, s.stderr = outR, errR
+		s.outW, s.errW = outW, errW
 		go func() {
 			_, err := stdcopy.StdCopy(outW, errW, att.Reader)
 			outW.CloseWithError(err)
@@ -101,6 +102,9 @@ type session struct {
 	stdin   io.WriteCloser
 	stdout  io.Reader
 	stderr  io.Reader
+	// outW and errW feed stdout and stderr without a terminal; Close closes
+	// them, which also frees the copier when nobody reads one of them.
+	outW, errW *io.PipeWriter
 
 	closeOnce sync.Once
 }
@@ -161,6 +165,13 @@ kill -KILL "$p" 2>/dev/null; exit 0`
 			_, _ = s.d.exec(ctx, s.c, s.host, s.name, []string{"rm", "-f", s.pidFile}, "root")
 		}
 		s.att.Close()
+		if s.outW != nil {
+			// The copier may be stuck writing to a stream nobody reads
+			// (stderr, say), and so never see the closed connection: end
+			// both streams, so that it and every reader return.
+			s.outW.Close()
+			s.errW.Close()
+		}
 		if err != nil && !errors.Is(err, fleet.ErrNotFound) {
 			err = fmt.Errorf("close session in %s: %w", s.name, err)
 		} else {

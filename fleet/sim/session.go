@@ -78,6 +78,17 @@ func (s *session) Close() error {
 	return nil
 }
 
+// closed tells whether the session has ended: input typed ahead of a
+// closed session is not run.
+func (s *session) closed() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
 func (s *session) finish(code int, err error) {
 	s.once.Do(func() {
 		s.exit, s.err = code, err
@@ -117,7 +128,7 @@ func (s *session) run(ctx context.Context, cmd []string) {
 	for {
 		s.write("dev@" + s.name + ":~$ ")
 		line, ok := s.readLine()
-		if !ok {
+		if !ok || s.closed() {
 			s.finish(last, nil)
 			return
 		}
@@ -181,6 +192,9 @@ func (s *session) script(ctx context.Context, line string) (int, bool) {
 		words := splitWords(part)
 		if len(words) == 0 {
 			continue
+		}
+		if s.closed() {
+			return code, true
 		}
 		switch words[0] {
 		case "exit":
