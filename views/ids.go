@@ -3,6 +3,8 @@ package views
 import (
 	"net/url"
 	"strconv"
+
+	"github.com/a-h/templ"
 )
 
 // Element IDs and URLs come from these functions, so an hx-target and the id
@@ -54,3 +56,17 @@ func OIDCStartURL(next string) string {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// refresh is how a server-owned component keeps itself current: while
+// changing it polls url every second; otherwise it refreshes on the
+// events named in otherwise ("" for never).
+func refresh(changing bool, url, otherwise string) templ.Attributes {
+	trigger := otherwise
+	if changing {
+		trigger = "every 1s"
+	}
+	if trigger == "" {
+		return templ.Attributes{}
+	}
+	return templ.Attributes{"hx-get": url, "hx-trigger": trigger, "hx-swap": "outerHTML"}
+}
