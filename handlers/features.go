@@ -3,6 +3,7 @@ package handlers
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -313,7 +314,7 @@ func saveOneoffs(log *slog.Logger, s *store.Store, sessions *web.SessionStore) h
 			Paths: r.PostForm["dotfile_path"], Contents: r.PostForm["dotfile_content"],
 			SetupScript: r.PostForm.Get("setup_script"), Env: r.PostForm.Get("env"),
 		}
-		o, problems := form.Oneoffs()
+		o, problems := oneoffsFromForm(form)
 		var ve *store.ValidationError
 		if errors.As(o.Validate(), &ve) {
 			for field, problem := range ve.Fields {
@@ -421,4 +422,35 @@ func apiBumpFeature(log *slog.Logger, s *store.Store, q Enqueuer) http.HandlerFu
 		}
 		web.WriteJSON(w, http.StatusAccepted, ro)
 	}
+}
+
+// oneoffsFromForm reads the one-offs editor: rows with an empty path and content are dropped;
+// env lines are NAME=value, blank lines and # comments skipped.
+func oneoffsFromForm(f views.OneoffsForm) (store.Oneoffs, store.Problems) {
+	p := store.Problems{}
+	o := store.Oneoffs{SetupScript: f.SetupScript, Env: map[string]string{}}
+	for i, path := range f.Paths {
+		content := ""
+		if i < len(f.Contents) {
+			content = f.Contents[i]
+		}
+		if strings.TrimSpace(path) == "" && strings.TrimSpace(content) == "" {
+			continue
+		}
+		o.Dotfiles = append(o.Dotfiles, store.Dotfile{Path: path, Content: strings.ReplaceAll(content, "\r\n", "\n")})
+	}
+	for n, line := range strings.Split(strings.ReplaceAll(f.Env, "\r\n", "\n"), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			p.Add("env", fmt.Sprintf("line %d is not NAME=value", n+1))
+			continue
+		}
+		o.Env[strings.TrimSpace(strings.TrimPrefix(k, "export "))] = v
+	}
+	o.SetupScript = strings.ReplaceAll(o.SetupScript, "\r\n", "\n")
+	return o, p
 }

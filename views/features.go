@@ -1,7 +1,6 @@
 package views
 
 import (
-	"fmt"
 	"net/url"
 	"slices"
 	"strings"
@@ -85,37 +84,6 @@ func OneoffsFormFrom(o store.Oneoffs, errs map[string]string) OneoffsForm {
 	slices.Sort(lines)
 	f.Env = strings.Join(lines, "\n")
 	return f
-}
-
-// Oneoffs reads the form: rows with an empty path and content are dropped;
-// env lines are NAME=value, blank lines and # comments skipped.
-func (f OneoffsForm) Oneoffs() (store.Oneoffs, store.Problems) {
-	p := store.Problems{}
-	o := store.Oneoffs{SetupScript: f.SetupScript, Env: map[string]string{}}
-	for i, path := range f.Paths {
-		content := ""
-		if i < len(f.Contents) {
-			content = f.Contents[i]
-		}
-		if strings.TrimSpace(path) == "" && strings.TrimSpace(content) == "" {
-			continue
-		}
-		o.Dotfiles = append(o.Dotfiles, store.Dotfile{Path: path, Content: strings.ReplaceAll(content, "\r\n", "\n")})
-	}
-	for n, line := range strings.Split(strings.ReplaceAll(f.Env, "\r\n", "\n"), "\n") {
-		line = strings.TrimSpace(line)
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		k, v, ok := strings.Cut(line, "=")
-		if !ok {
-			p.Add("env", fmt.Sprintf("line %d is not NAME=value", n+1))
-			continue
-		}
-		o.Env[strings.TrimSpace(strings.TrimPrefix(k, "export "))] = v
-	}
-	o.SetupScript = strings.ReplaceAll(o.SetupScript, "\r\n", "\n")
-	return o, p
 }
 
 func (f OneoffsForm) rows() []int {
