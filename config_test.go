@@ -69,6 +69,13 @@ func TestConfig(t *testing.T) {
 		{map[string]string{"DEVPORT_SESSION_IDLE": "1s"}, nil, "DEVPORT_SESSION_IDLE"},
 		{map[string]string{"DEVPORT_SIM_FAILURES": "create=5"}, nil, "DEVPORT_SIM_FAILURES"},
 		{map[string]string{"DEVPORT_LOG_LEVEL": "loud"}, nil, "DEVPORT_LOG_LEVEL"},
+		{map[string]string{"DEVPORT_BACKUP_INTERVAL": "30m"}, nil, "DEVPORT_BACKUP_INTERVAL"},
+		{map[string]string{"DEVPORT_BACKUP_KEEP_LAST": "0"}, nil, "DEVPORT_BACKUP_KEEP_LAST"},
+		{map[string]string{"DEVPORT_BACKUP_KEEP_DAYS": "many"}, nil, "DEVPORT_BACKUP_KEEP_DAYS"},
+		{map[string]string{"DEVPORT_LEASE_REMINDERS": "soon"}, nil, "DEVPORT_LEASE_REMINDERS"},
+		{map[string]string{"DEVPORT_LEASE_REMINDERS": "24h,24h"}, nil, "DEVPORT_LEASE_REMINDERS"},
+		{map[string]string{"DEVPORT_POOL_INTERVAL": "500ms"}, nil, "DEVPORT_POOL_INTERVAL"},
+		{map[string]string{"DEVPORT_SSH_ADDR": "nonsense"}, nil, "DEVPORT_SSH_ADDR"},
 	}
 	for _, b := range bad {
 		t.Run("refuses a bad "+b.setting, func(t *testing.T) {
