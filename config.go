@@ -40,8 +40,13 @@ type config struct {
 	BackupKeepLast   int
 	BackupKeepDays   int
 	LeaseReminders   []time.Duration
-	LogLevel         string
-	LogFormat        string
+	// ContainerFreshness and ContainerWarning: how long a pooled container
+	// waits before it is recycled, and how long before a container's end its
+	// owner is warned.
+	ContainerFreshness time.Duration
+	ContainerWarning   time.Duration
+	LogLevel           string
+	LogFormat          string
 }
 
 // setting is one configuration value: its flag, its variable, its default,
@@ -207,6 +212,8 @@ func settings(c *config, devLogin *string) []setting {
 			}
 			return nil
 		}},
+		{"container-freshness", "DEVPORT_CONTAINER_FRESHNESS", "6h", "a pooled On Demand container older than this is recycled, so every user gets current tooling", dur(&c.ContainerFreshness, time.Minute)},
+		{"container-warning", "DEVPORT_CONTAINER_WARNING", "2h", "how long before an On Demand container ends its owner is warned in the inbox", dur(&c.ContainerWarning, time.Minute)},
 		{"backup-dir", "DEVPORT_BACKUP_DIR", "", "directory of the backup store (default: backups in the data directory)", str(&c.BackupDir)},
 		{"backup-interval", "DEVPORT_BACKUP_INTERVAL", "24h", "how often each ready devserver is backed up on schedule", dur(&c.BackupInterval, time.Hour)},
 		{"backup-keep-last", "DEVPORT_BACKUP_KEEP_LAST", "7", "retention: how many of each devserver's newest backups are kept", count(&c.BackupKeepLast, 1)},

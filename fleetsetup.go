@@ -46,6 +46,9 @@ func setupFleet(ctx context.Context, c config, s *store.Store, log *slog.Logger)
 		if seeded {
 			log.Info("Seeded the demo inventory on the simulated fleet")
 		}
+		if err := seedContainers(ctx, s, log); err != nil {
+			return fleetSetup{}, err
+		}
 		return fleetSetup{Fleet: fleet.New(simDriver), Badge: "simulated fleet"}, nil
 	}
 
@@ -66,6 +69,10 @@ func setupFleet(ctx context.Context, c config, s *store.Store, log *slog.Logger)
 	} else {
 		log.Info("Reconciled the inventory with the fleet file", "file", c.Fleet,
 			"created", strings.Join(changes.Created, ", "), "updated", strings.Join(changes.Updated, ", "), "retired", strings.Join(changes.Retired, ", "))
+	}
+
+	if err := seedContainers(ctx, s, log); err != nil {
+		return fleetSetup{}, err
 	}
 
 	id, err := portalID(c.DataDir)
@@ -111,4 +118,26 @@ func portalID(dataDir string) (string, error) {
 		return "", fmt.Errorf("portal ID %s: %w", path, err)
 	}
 	return id, nil
+}
+
+// seedContainers writes the demo On Demand catalogue (types, profiles and
+// pools in every region) into a database that has none; admins edit it
+// from then on.
+func seedContainers(ctx context.Context, s *store.Store, log *slog.Logger) error {
+	regions, err := s.Regions(ctx)
+	if err != nil {
+		return err
+	}
+	codes := make([]string, len(regions))
+	for i, r := range regions {
+		codes[i] = r.Code
+	}
+	seeded, err := s.SeedContainerCatalogue(ctx, store.DemoContainers(codes))
+	if err != nil {
+		return fmt.Errorf("seed the container catalogue: %w", err)
+	}
+	if seeded {
+		log.Info("Seeded the On Demand container catalogue", "regions", len(codes))
+	}
+	return nil
 }

@@ -255,7 +255,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	drivers := fleetSrc.Fleet
 	runner, err := jobs.New(ctx, jobs.Options{Store: s, Fleet: drivers, Log: log, Metrics: registry, SessionIdle: c.SessionIdle,
 		PoolInterval: c.PoolInterval, BackupDir: c.BackupPath(), BackupInterval: c.BackupInterval,
-		BackupRetention: jobs.Retention{KeepLast: c.BackupKeepLast, KeepDays: c.BackupKeepDays}, LeaseReminders: c.LeaseReminders})
+		BackupRetention: jobs.Retention{KeepLast: c.BackupKeepLast, KeepDays: c.BackupKeepDays}, LeaseReminders: c.LeaseReminders,
+		ContainerFreshness: c.ContainerFreshness, ContainerWarning: c.ContainerWarning})
 	if err != nil {
 		return err
 	}

@@ -55,6 +55,12 @@ type Options struct {
 	// LeaseReminders are how long before a short lease ends its owner is
 	// reminded (default 72 h and 24 h).
 	LeaseReminders []time.Duration
+	// ContainerFreshness is how long a pooled container may wait for an
+	// owner before it is recycled (default 6 h).
+	ContainerFreshness time.Duration
+	// ContainerWarning is how long before its end a container's owner is
+	// warned (default 2 h).
+	ContainerWarning time.Duration
 }
 
 // Runner is the in-process job queue and its workers.
@@ -121,6 +127,15 @@ func New(ctx context.Context, opts Options) (*Runner, error) {
 	river.AddWorker(workers, &oneoffsWorker{s: opts.Store, f: opts.Fleet, log: log})
 	river.AddWorker(workers, &rolloutWorker{s: opts.Store, log: log, every: cmp.Or(opts.RolloutEvery, 2*time.Second)})
 	river.AddWorker(workers, &migrateWorker{s: opts.Store, f: opts.Fleet, files: files, log: log})
+	river.AddWorker(workers, &provisionContainerWorker{s: opts.Store, f: opts.Fleet, log: log})
+	river.AddWorker(workers, &endContainerWorker{s: opts.Store, f: opts.Fleet, log: log})
+	river.AddWorker(workers, &containerSetupWorker{s: opts.Store, f: opts.Fleet, log: log})
+	containerPools := &containerPoolsWorker{s: opts.Store, freshness: opts.ContainerFreshness, log: log}
+	river.AddWorker(workers, containerPools)
+	containerPool := &containerPoolWorker{s: opts.Store, freshness: opts.ContainerFreshness, log: log}
+	river.AddWorker(workers, containerPool)
+	lifetimes := &containerLifetimesWorker{s: opts.Store, warn: opts.ContainerWarning, log: log}
+	river.AddWorker(workers, lifetimes)
 
 	client, err := river.NewClient(driver, &river.Config{
 		Logger:                      log,
@@ -141,7 +156,7 @@ func New(ctx context.Context, opts Options) (*Runner, error) {
 		return nil, fmt.Errorf("jobs: %w", err)
 	}
 	r := &Runner{client: client, log: log, attempts: opts.MaxAttempts}
-	refill.q = r
+	refill.q, containerPools.q, containerPool.q, lifetimes.q = r, r, r, r
 	schedule.r, leases.r = r, r
 	if !opts.NoSchedules {
 		client.PeriodicJobs().Add(river.NewPeriodicJob(river.PeriodicInterval(backupScheduleEvery), func() (river.JobArgs, *river.InsertOpts) {
@@ -150,14 +165,22 @@ func New(ctx context.Context, opts Options) (*Runner, error) {
 		client.PeriodicJobs().Add(river.NewPeriodicJob(river.PeriodicInterval(leaseCheckEvery), func() (river.JobArgs, *river.InsertOpts) {
 			return LeaseCheckArgs{}, nil
 		}, &river.PeriodicJobOpts{RunOnStart: true}))
+		client.PeriodicJobs().Add(river.NewPeriodicJob(river.PeriodicInterval(containerCheckEvery), func() (river.JobArgs, *river.InsertOpts) {
+			return ContainerLifetimesArgs{}, nil
+		}, &river.PeriodicJobOpts{RunOnStart: true}))
 	}
 	if opts.PoolInterval > 0 {
 		client.PeriodicJobs().Add(poolRefillJob(opts.PoolInterval))
+		client.PeriodicJobs().Add(river.NewPeriodicJob(river.PeriodicInterval(opts.PoolInterval), func() (river.JobArgs, *river.InsertOpts) {
+			return RefillContainerPoolsArgs{}, nil
+		}, &river.PeriodicJobOpts{RunOnStart: true}))
 	}
 	if opts.Metrics != nil {
 		r.metrics = newJobMetrics(opts.Metrics, []string{ProvisionArgs{}.Kind(), ReleaseArgs{}.Kind(), SessionCleanupArgs{}.Kind(), SyncKeysArgs{}.Kind(), PoolRefillArgs{}.Kind(),
 			FeatureArgs{}.Kind(), OneoffsArgs{}.Kind(), RolloutArgs{}.Kind(), MigrateArgs{}.Kind(),
-			BackupArgs{}.Kind(), RestoreArgs{}.Kind(), BackupScheduleArgs{}.Kind(), LeaseCheckArgs{}.Kind()})
+			BackupArgs{}.Kind(), RestoreArgs{}.Kind(), BackupScheduleArgs{}.Kind(), LeaseCheckArgs{}.Kind(),
+			ProvisionContainerArgs{}.Kind(), EndContainerArgs{}.Kind(), ContainerSetupArgs{}.Kind(), RefillContainerPoolsArgs{}.Kind(),
+			RefillContainerPoolArgs{}.Kind(), ContainerLifetimesArgs{}.Kind()})
 	}
 	return r, nil
 }

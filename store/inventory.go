@@ -143,6 +143,14 @@ func (s *Store) Features(ctx context.Context) ([]Feature, error) {
 	return fs, nil
 }
 
+func featureByName(ctx context.Context, q queryer, name string) (Feature, error) {
+	var f Feature
+	if err := getNamed(ctx, q, &f, `SELECT name, version, description, created_at, updated_at FROM features WHERE name = :name`, arg{"name": name}); err != nil {
+		return f, fmt.Errorf("feature %q: %w", clip(name), err)
+	}
+	return f, nil
+}
+
 // Hosts lists the hosts of a region, or of every region when region is "".
 func (s *Store) Hosts(ctx context.Context, region string) ([]Host, error) {
 	return hostsIn(ctx, s.read, region)

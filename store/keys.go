@@ -336,13 +336,7 @@ func ConnectionFor(d Devserver, viewer User, gw *Gateway) *Connection {
 		return nil
 	}
 	if gw != nil && gw.Host != "" && gw.Port > 0 {
-		port := strconv.Itoa(gw.Port)
-		return &Connection{
-			Hostname: d.Hostname, Address: d.Address, User: d.Name,
-			SSHConfig:  "Host " + d.Hostname + "\n    HostName " + gw.Host + "\n    Port " + port + "\n    User " + d.Name + "\n",
-			SSHCommand: "ssh -p " + port + " " + d.Name + "@" + gw.Host,
-			VSCodeURL:  "vscode://vscode-remote/ssh-remote+" + url.PathEscape(d.Hostname) + "/home/dev",
-		}
+		return gatewayConnection(d.Name, d.Hostname, d.Address, gw)
 	}
 	user := LoginName(viewer.Email)
 	return &Connection{
@@ -353,4 +347,25 @@ func ConnectionFor(d Devserver, viewer User, gw *Gateway) *Connection {
 		SSHCommand: "ssh " + user + "@" + d.Address,
 		VSCodeURL:  "vscode://vscode-remote/ssh-remote+" + url.PathEscape(d.Hostname) + "/home/" + url.PathEscape(user),
 	}
+}
+
+// gatewayConnection is the way into an environment through the SSH
+// gateway, as <name>@<portal> on its port.
+func gatewayConnection(name, hostname, address string, gw *Gateway) *Connection {
+	port := strconv.Itoa(gw.Port)
+	return &Connection{
+		Hostname: hostname, Address: address, User: name,
+		SSHConfig:  "Host " + hostname + "\n    HostName " + gw.Host + "\n    Port " + port + "\n    User " + name + "\n",
+		SSHCommand: "ssh -p " + port + " " + name + "@" + gw.Host,
+		VSCodeURL:  "vscode://vscode-remote/ssh-remote+" + url.PathEscape(hostname) + "/home/dev",
+	}
+}
+
+// ContainerConnectionFor is how the owner reaches a ready container over
+// SSH: only through the gateway (nil without one, or until it is ready).
+func ContainerConnectionFor(c Container, gw *Gateway) *Connection {
+	if c.State != ContainerReady || c.Hostname == "" || gw == nil || gw.Host == "" || gw.Port <= 0 {
+		return nil
+	}
+	return gatewayConnection(c.Name, c.Hostname, c.Address, gw)
 }

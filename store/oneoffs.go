@@ -115,8 +115,12 @@ type oneoffsRow struct {
 
 // Oneoffs returns a person's one-offs (empty when they have none).
 func (s *Store) Oneoffs(ctx context.Context, userID int64) (Oneoffs, error) {
+	return oneoffsOf(ctx, s.read, userID)
+}
+
+func oneoffsOf(ctx context.Context, q queryer, userID int64) (Oneoffs, error) {
 	var row oneoffsRow
-	err := getNamed(ctx, s.read, &row, `SELECT dotfiles, setup_script, env, updated_at FROM oneoffs WHERE user_id = :id`, arg{"id": userID})
+	err := getNamed(ctx, q, &row, `SELECT dotfiles, setup_script, env, updated_at FROM oneoffs WHERE user_id = :id`, arg{"id": userID})
 	if errors.Is(err, ErrNotFound) {
 		return Oneoffs{Env: map[string]string{}}, nil
 	}

@@ -14,6 +14,7 @@ const (
 	MaxPolicyLeaseDays   = 365
 	MaxRoleDevservers    = 1_000
 	MaxRoleGPUDevservers = 100
+	MaxRoleContainers    = 100
 )
 
 // Who may hold a permanent lease of a flavour, as the policies page and the
@@ -149,7 +150,7 @@ func (tx *Tx) SetFlavorLeasePolicy(ctx context.Context, who Actor, flavor string
 
 // SetRoleQuota sets a role's quota as an admin: devservers from 0 to
 // MaxRoleDevservers, GPU devservers from 0 to MaxRoleGPUDevservers. Fields:
-// role, devservers, gpu_devservers. Setting what is already there changes
+// role, devservers, gpu_devservers, containers. Setting what is already there changes
 // nothing.
 func (tx *Tx) SetRoleQuota(ctx context.Context, who Actor, q Quota) error {
 	problems := Problems{}
@@ -161,6 +162,9 @@ func (tx *Tx) SetRoleQuota(ctx context.Context, who Actor, q Quota) error {
 	}
 	if q.GPUDevservers < 0 || q.GPUDevservers > MaxRoleGPUDevservers {
 		problems.Add("gpu_devservers", fmt.Sprintf("must be a whole number from 0 to %d", MaxRoleGPUDevservers))
+	}
+	if q.Containers < 0 || q.Containers > MaxRoleContainers {
+		problems.Add("containers", fmt.Sprintf("must be a whole number from 0 to %d", MaxRoleContainers))
 	}
 	if err := problems.Err(); err != nil {
 		return err

@@ -36,3 +36,21 @@ func CanShellDevserver(u User, d Devserver) bool {
 func CanRestoreBackup(u User, b Backup, target Devserver) bool {
 	return CanManageDevserver(u, target) && b.OwnerID == target.OwnerID && b.State != BackupDeleted
 }
+
+// CanSeeContainer: the owner and admins (API.md: owner, admin).
+func CanSeeContainer(u User, c Container) bool {
+	return (c.OwnerID != 0 && u.ID == c.OwnerID) || u.Has(RoleAdmin)
+}
+
+// CanManageContainer: the owner and admins may end a container.
+func CanManageContainer(u User, c Container) bool { return CanSeeContainer(u, c) }
+
+// CanRenewContainer: the owner alone takes a fresh one, which is theirs.
+func CanRenewContainer(u User, c Container) bool { return c.OwnerID != 0 && u.ID == c.OwnerID }
+
+// CanShellContainer: the owner alone opens a shell in a container; it is
+// their workspace, as a devserver is.
+func CanShellContainer(u User, c Container) bool { return c.OwnerID != 0 && u.ID == c.OwnerID }
+
+// CanEditContainerCatalogue: admins edit types, profiles and pools.
+func CanEditContainerCatalogue(u User) bool { return u.Has(RoleAdmin) }

@@ -11,13 +11,15 @@ type Quota struct {
 	Role          string `db:"role" json:"role"`
 	Devservers    int    `db:"devservers" json:"devservers"`
 	GPUDevservers int    `db:"gpu_devservers" json:"gpu_devservers"`
+	// Containers is how many On Demand containers the role may hold at once.
+	Containers int `db:"containers" json:"containers"`
 }
 
 // DefaultQuotas apply to a role without a row in quotas.
 var DefaultQuotas = map[string]Quota{
-	RoleEngineer: {Role: RoleEngineer, Devservers: 5, GPUDevservers: 1},
-	RoleReviewer: {Role: RoleReviewer, Devservers: 5, GPUDevservers: 1},
-	RoleAdmin:    {Role: RoleAdmin, Devservers: 20, GPUDevservers: 4},
+	RoleEngineer: {Role: RoleEngineer, Devservers: 5, GPUDevservers: 1, Containers: 3},
+	RoleReviewer: {Role: RoleReviewer, Devservers: 5, GPUDevservers: 1, Containers: 3},
+	RoleAdmin:    {Role: RoleAdmin, Devservers: 20, GPUDevservers: 4, Containers: 10},
 }
 
 // MaxQuota bounds what an admin may set.
@@ -72,13 +74,14 @@ func QuotaOf(u User, byRole map[string]Quota) Quota {
 		}
 		q.Devservers = max(q.Devservers, rq.Devservers)
 		q.GPUDevservers = max(q.GPUDevservers, rq.GPUDevservers)
+		q.Containers = max(q.Containers, rq.Containers)
 	}
 	return q
 }
 
 func quotas(ctx context.Context, q queryer) (map[string]Quota, error) {
 	var rows []Quota
-	if err := q.SelectContext(ctx, &rows, `SELECT role, devservers, gpu_devservers FROM quotas`); err != nil {
+	if err := q.SelectContext(ctx, &rows, `SELECT role, devservers, gpu_devservers, containers FROM quotas`); err != nil {
 		return nil, fmt.Errorf("quotas: %w", err)
 	}
 	out := map[string]Quota{}
@@ -141,14 +144,17 @@ func (tx *Tx) SetQuota(ctx context.Context, who Actor, q Quota) error {
 	if q.GPUDevservers < 0 || q.GPUDevservers > MaxQuota {
 		p.Add("gpu_devservers", fmt.Sprintf("must be from 0 to %d", MaxQuota))
 	}
+	if q.Containers < 0 || q.Containers > MaxQuota {
+		p.Add("containers", fmt.Sprintf("must be from 0 to %d", MaxQuota))
+	}
 	if err := p.Err(); err != nil {
 		return err
 	}
 	_, err := execNamed(ctx, tx, `
-INSERT INTO quotas (role, devservers, gpu_devservers) VALUES (:role, :devservers, :gpu_devservers)
-ON CONFLICT (role) DO UPDATE SET devservers = excluded.devservers, gpu_devservers = excluded.gpu_devservers`, q)
+INSERT INTO quotas (role, devservers, gpu_devservers, containers) VALUES (:role, :devservers, :gpu_devservers, :containers)
+ON CONFLICT (role) DO UPDATE SET devservers = excluded.devservers, gpu_devservers = excluded.gpu_devservers, containers = excluded.containers`, q)
 	if err != nil {
 		return fmt.Errorf("set quota %s: %w", q.Role, err)
 	}
-	return tx.Audit(ctx, who, "quota.set", "role", q.Role, map[string]any{"devservers": q.Devservers, "gpu_devservers": q.GPUDevservers})
+	return tx.Audit(ctx, who, "quota.set", "role", q.Role, map[string]any{"devservers": q.Devservers, "gpu_devservers": q.GPUDevservers, "containers": q.Containers})
 }

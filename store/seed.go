@@ -78,6 +78,7 @@ func Demo(driver string) DemoInventory {
 		add("physical", 6, 32, 128, 2000, 0, "", "ph")
 		add("physical", 2, 64, 512, 4000, 8, "a100", "gpu")
 		add("container", 4, 64, 128, 2000, 0, "", "ct")
+		add("container", 1, 64, 256, 2000, 4, "l4", "gct")
 	}
 	return inv
 }
