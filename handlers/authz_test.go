@@ -49,6 +49,17 @@ func TestAuthorizationMatrix(t *testing.T) {
 	if resp, body := srv.Do(t, nil, handlertest.Request{Method: "POST", Path: "/api/v1/devservers/" + ds + "/shares", Token: tokens["owner"], Body: `{"email":"sharee@example.com"}`}); resp.StatusCode != http.StatusCreated {
 		t.Fatalf("share: %d %s", resp.StatusCode, body)
 	}
+	// ct is the owner's On Demand container (built cold: no pool is filled).
+	requestContainer := func() string {
+		resp, body := srv.Do(t, nil, handlertest.Request{Method: "POST", Path: "/api/v1/containers", Token: tokens["owner"], Body: `{"type":"web","profile":"small"}`})
+		if resp.StatusCode != http.StatusCreated {
+			t.Fatalf("request a container: %d %s", resp.StatusCode, body)
+		}
+		id := decode[containerJSON](t, body).ID
+		srv.WaitContainer(t, id, store.ContainerReady)
+		return id
+	}
+	ct := requestContainer()
 	callers := []string{"anonymous", "owner", "sharee", "stranger", "admin", "reviewer"}
 
 	api := []struct {
@@ -98,6 +109,13 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"GET", "/api/v1/me/keys", "", map[string]int{"anonymous": 401, "owner": 200, "sharee": 200, "stranger": 200, "admin": 200, "reviewer": 200}},
 		{"POST", "/api/v1/me/keys", `{"public_key":"not a key"}`, map[string]int{"anonymous": 401, "owner": 422, "sharee": 422, "stranger": 422, "admin": 422, "reviewer": 422}},
 		{"DELETE", "/api/v1/me/keys/999999", "", map[string]int{"anonymous": 401, "owner": 404, "sharee": 404, "stranger": 404, "admin": 404, "reviewer": 404}},
+		{"GET", "/api/v1/containers/types", "", map[string]int{"anonymous": 401, "owner": 200, "stranger": 200, "admin": 200, "reviewer": 200}},
+		{"GET", "/api/v1/containers", "", map[string]int{"anonymous": 401, "owner": 200, "stranger": 200, "admin": 200, "reviewer": 200}},
+		{"GET", "/api/v1/containers?all=1", "", map[string]int{"anonymous": 401, "owner": 403, "stranger": 403, "admin": 200, "reviewer": 403}},
+		{"POST", "/api/v1/containers", `{"type":"nope","profile":"small"}`, map[string]int{"anonymous": 401, "owner": 422, "stranger": 422, "admin": 422, "reviewer": 422}},
+		{"GET", "/api/v1/containers/" + ct, "", map[string]int{"anonymous": 401, "owner": 200, "sharee": 404, "stranger": 404, "admin": 200, "reviewer": 404}},
+		{"DELETE", "/api/v1/containers/" + ct, "", map[string]int{"anonymous": 401, "sharee": 404, "stranger": 404, "reviewer": 404}},
+		{"POST", "/api/v1/containers/" + ct + "/fresh", "", map[string]int{"anonymous": 401, "sharee": 404, "stranger": 404, "admin": 403, "reviewer": 404}},
 	}
 	for _, r := range api {
 		for _, who := range callers {
@@ -161,6 +179,15 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"POST", "/profile/keys", url.Values{"public_key": {"not a key"}}, map[string]int{"anonymous": 303, "owner": 422, "sharee": 422, "stranger": 422, "admin": 422, "reviewer": 422}},
 		{"POST", "/profile/keys/999999/delete", url.Values{}, map[string]int{"anonymous": 303, "owner": 404, "sharee": 404, "stranger": 404, "admin": 404, "reviewer": 404}},
 		{"POST", "/profile/home-region", url.Values{"home_region": {"nowhere"}}, map[string]int{"anonymous": 303, "owner": 422, "sharee": 422, "stranger": 422, "admin": 422, "reviewer": 422}},
+		{"GET", "/containers", nil, map[string]int{"anonymous": 303, "owner": 200, "stranger": 200, "admin": 200, "reviewer": 200}},
+		{"GET", "/containers/new", nil, map[string]int{"anonymous": 303, "owner": 200, "stranger": 200, "admin": 200, "reviewer": 200}},
+		{"GET", "/containers/new/options?type=android", nil, map[string]int{"anonymous": 303, "owner": 200, "stranger": 200, "admin": 200, "reviewer": 200}},
+		{"POST", "/containers", url.Values{"type": {"nope"}}, map[string]int{"anonymous": 303, "owner": 422, "stranger": 422, "admin": 422, "reviewer": 422}},
+		{"GET", "/containers/" + ct, nil, map[string]int{"anonymous": 303, "owner": 200, "sharee": 404, "stranger": 404, "admin": 200, "reviewer": 404}},
+		{"GET", "/containers/" + ct + "/access", nil, map[string]int{"anonymous": 303, "owner": 200, "sharee": 404, "stranger": 404, "admin": 200, "reviewer": 404}},
+		{"GET", "/containers/" + ct + "/terminal/ws", nil, map[string]int{"anonymous": 303, "owner": 426, "sharee": 404, "stranger": 404, "admin": 403, "reviewer": 404}},
+		{"POST", "/containers/" + ct + "/end", url.Values{}, map[string]int{"anonymous": 303, "sharee": 404, "stranger": 404, "reviewer": 404}},
+		{"POST", "/containers/" + ct + "/fresh", url.Values{}, map[string]int{"anonymous": 303, "sharee": 404, "stranger": 404, "admin": 403, "reviewer": 404}},
 		{"GET", "/healthz", nil, map[string]int{"anonymous": 200, "owner": 200}},
 		{"GET", "/readyz", nil, map[string]int{"anonymous": 200, "owner": 200}},
 		{"GET", "/metrics", nil, map[string]int{"anonymous": 200, "owner": 200}},
@@ -196,6 +223,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 			for _, prefix := range []string{"/notifications/", "/inbox/", "/backups/"} {
 				path = strings.Replace(path, prefix+"999999/", prefix+"{id}/", 1)
 			}
+			path = strings.ReplaceAll(path, ct, "{id}")
 			return method + " " + strings.ReplaceAll(path, ds, "{name}")
 		}
 		for _, r := range api {
@@ -251,6 +279,33 @@ func TestAuthorizationMatrix(t *testing.T) {
 			}
 		})
 	}
+	for _, who := range []string{"owner", "admin"} {
+		t.Run(who+" may end the owner's container", func(t *testing.T) {
+			id := requestContainer()
+			resp, body := srv.Do(t, nil, handlertest.Request{Method: "DELETE", Path: "/api/v1/containers/" + id, Token: tokens[who]})
+			if resp.StatusCode != http.StatusAccepted {
+				t.Errorf("status %d: %s", resp.StatusCode, body)
+			}
+		})
+		t.Run(who+" may end the owner's container from the page", func(t *testing.T) {
+			id := requestContainer()
+			resp, _ := srv.Do(t, browsers[who], handlertest.Request{Method: "POST", Path: "/containers/" + id + "/end", Form: url.Values{}})
+			if resp.StatusCode != http.StatusSeeOther {
+				t.Errorf("status %d", resp.StatusCode)
+			}
+		})
+	}
+	t.Run("the owner may take a fresh container", func(t *testing.T) {
+		id := requestContainer()
+		resp, body := srv.Do(t, nil, handlertest.Request{Method: "POST", Path: "/api/v1/containers/" + id + "/fresh", Token: tokens["owner"]})
+		if resp.StatusCode != http.StatusCreated {
+			t.Errorf("status %d: %s", resp.StatusCode, body)
+		}
+		resp, _ = srv.Do(t, browsers["owner"], handlertest.Request{Method: "POST", Path: "/containers/" + decode[containerJSON](t, body).ID + "/fresh", Form: url.Values{}})
+		if resp.StatusCode != http.StatusSeeOther {
+			t.Errorf("from the page: status %d", resp.StatusCode)
+		}
+	})
 	t.Run("everyone may add and delete their own keys", func(t *testing.T) {
 		for _, who := range callers[1:] {
 			resp, body := srv.Do(t, nil, handlertest.Request{Method: "POST", Path: "/api/v1/me/keys", Token: tokens[who], Body: `{"public_key":"` + newKey(t, "") + `"}`})

@@ -98,9 +98,23 @@ func New(o Options) http.Handler {
 		r.Post("/devservers", reserveDevserver(log, s, q, o.Sessions))
 		r.Get("/devservers/{name}", showDevserver(log, s))
 		r.Get("/devservers/{name}/terminal", terminalSection(log, s))
-		r.Get("/devservers/{name}/terminal/ws", terminalSocket(log, s, o.Drivers, o.Terminals))
+		r.Get("/devservers/{name}/terminal/ws", terminalSocket(log, s, o.Terminals, devserverShell(s, o.Drivers)))
 		r.Post("/devservers/{name}/release", releaseDevserver(log, s, q, o.Sessions))
 		r.Post("/devservers/{name}/extend", extendDevserver(log, s, o.Sessions))
+	})
+
+	// On Demand containers.
+	r.Group(func(r chi.Router) {
+		r.Use(web.RequireUser(log), web.NoStore)
+		r.Get("/containers", listContainers(log, s))
+		r.Get("/containers/new", containerRequestForm(log, s))
+		r.Get("/containers/new/options", containerRequestForm(log, s))
+		r.Post("/containers", postContainerRequest(log, s, q, o.Sessions))
+		r.Get("/containers/{id}", showContainer(log, s))
+		r.Get("/containers/{id}/access", showContainerAccess(log, s))
+		r.Get("/containers/{id}/terminal/ws", terminalSocket(log, s, o.Terminals, containerShell(s, o.Drivers)))
+		r.Post("/containers/{id}/end", postEndContainer(log, s, q, o.Sessions))
+		r.Post("/containers/{id}/fresh", postFreshContainer(log, s, q, o.Sessions))
 	})
 
 	// Admin: the landing page and pools.
@@ -201,6 +215,12 @@ func New(o Options) http.Handler {
 		r.Post("/devservers/{name}/backups", apiBackUpDevserver(log, s, q))
 		r.Post("/devservers/{name}/restore", apiRestoreBackup(log, s, q))
 		r.Get("/devservers/{name}/restores", apiListRestores(log, s))
+		r.Get("/containers/types", apiContainerTypes(log, s))
+		r.Get("/containers", apiListContainers(log, s))
+		r.Post("/containers", apiRequestContainer(log, s, q))
+		r.Get("/containers/{id}", apiShowContainer(log, s))
+		r.Delete("/containers/{id}", apiEndContainer(log, s, q))
+		r.Post("/containers/{id}/fresh", apiFreshContainer(log, s, q))
 		r.Get("/notifications", apiListNotifications(log, s))
 		r.Post("/notifications/read-all", apiReadAllNotifications(log, s))
 		r.Post("/notifications/{id}/read", apiReadNotification(log, s))

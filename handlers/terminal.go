@@ -44,13 +44,13 @@ var (
 	errTerminalSize = &web.RequestError{Status: http.StatusBadRequest, Code: "bad_terminal_size",
 		Message: fmt.Sprintf("rows must be a whole number from 1 to %d, and cols from 1 to %d.", terminalMaxRows, terminalMaxCols)}
 	errTerminalUpgrade = &web.RequestError{Status: http.StatusUpgradeRequired, Code: "upgrade_required",
-		Message: "This address is the terminal's websocket; open the terminal from the devserver page."}
+		Message: "This address is the terminal's websocket; open the terminal from its page."}
 	errTerminalShutdown = &web.RequestError{Status: http.StatusServiceUnavailable, Code: "shutting_down",
 		Message: "devport is shutting down; open the terminal again in a moment."}
 	errTerminalReadOnly = &web.RequestError{Status: http.StatusForbidden, Code: "read_only_token",
 		Message: "This token is read-only; a terminal needs a token that may change things."}
 	errTerminalHost = &web.RequestError{Status: http.StatusBadGateway, Code: "host_unavailable",
-		Message: "The devserver's host did not open a shell; try again in a moment."}
+		Message: "The host did not open a shell; try again in a moment."}
 )
 
 // terminalSection shows the Terminal section alone (HTMX, when the devserver
@@ -70,44 +70,68 @@ func terminalSection(log *slog.Logger, s *store.Store) http.HandlerFunc {
 	}
 }
 
-// terminalTarget is the devserver a websocket asks for, once the caller may
-// open a shell in it and it is ready.
-func terminalTarget(r *http.Request, s *store.Store, f *fleet.Fleet) (store.Devserver, fleet.Interactive, error) {
-	ctx := r.Context()
+// shellTarget is what a terminal opens a shell in: a devserver or a
+// container, once the caller may and it is ready.
+type shellTarget struct {
+	kind, name, instanceID string // kind is the audit object type: devserver, container
+	shells                 fleet.Interactive
+}
+
+// shellChecks are the checks every terminal makes before its target's own:
+// a read-only token opens no shell.
+func shellChecks(r *http.Request) error {
 	if p := web.PrincipalOf(r); p != nil && p.Scope == "read" {
 		// A shell changes what it likes: not for a read-only token.
-		return store.Devserver{}, nil, errTerminalReadOnly
+		return errTerminalReadOnly
 	}
-	u := web.User(r)
-	d, err := visibleDevserver(ctx, s, *u, chi.URLParam(r, "name"))
-	if err != nil {
-		return d, nil, err
-	}
-	if !store.CanShellDevserver(*u, d) {
-		return d, nil, web.ErrForbidden
-	}
-	if d.State != store.StateReady || d.InstanceID == "" {
-		return d, nil, store.Conflict("not_ready", fmt.Sprintf("Devserver %s is %s; a terminal opens once it is ready.", d.Name, d.State))
-	}
-	if !sameOrigin(r) {
-		return d, nil, errTerminalOrigin
-	}
-	host, err := s.Host(ctx, d.HostID)
-	if err != nil {
-		return d, nil, err
-	}
+	return nil
+}
+
+// interactive is the driver of a ready environment's host, if it opens shells.
+func interactive(f *fleet.Fleet, kind, name, host, driver string) (fleet.Interactive, error) {
 	if f == nil {
-		return d, nil, errTerminalHost
+		return nil, errTerminalHost
 	}
-	drv, err := f.Driver(host.Driver)
+	drv, err := f.Driver(driver)
 	if err != nil {
-		return d, nil, fmt.Errorf("terminal on %s: %w", d.Name, err)
+		return nil, fmt.Errorf("terminal on %s: %w", name, err)
 	}
 	shells, ok := drv.(fleet.Interactive)
 	if !ok {
-		return d, nil, store.Conflict("no_terminal", fmt.Sprintf("Devserver %s runs on %s, whose %s driver cannot open a shell.", d.Name, host.Name, host.Driver))
+		return nil, store.Conflict("no_terminal", fmt.Sprintf("%s %s runs on %s, whose %s driver cannot open a shell.", kind, name, host, driver))
 	}
-	return d, shells, nil
+	return shells, nil
+}
+
+// devserverShell is the devserver a websocket asks for, once the caller may
+// open a shell in it and it is ready.
+func devserverShell(s *store.Store, f *fleet.Fleet) func(*http.Request) (shellTarget, error) {
+	return func(r *http.Request) (shellTarget, error) {
+		ctx := r.Context()
+		if err := shellChecks(r); err != nil {
+			return shellTarget{}, err
+		}
+		u := web.User(r)
+		d, err := visibleDevserver(ctx, s, *u, chi.URLParam(r, "name"))
+		if err != nil {
+			return shellTarget{}, err
+		}
+		if !store.CanShellDevserver(*u, d) {
+			return shellTarget{}, web.ErrForbidden
+		}
+		if d.State != store.StateReady || d.InstanceID == "" {
+			return shellTarget{}, store.Conflict("not_ready", fmt.Sprintf("Devserver %s is %s; a terminal opens once it is ready.", d.Name, d.State))
+		}
+		if !sameOrigin(r) {
+			return shellTarget{}, errTerminalOrigin
+		}
+		host, err := s.Host(ctx, d.HostID)
+		if err != nil {
+			return shellTarget{}, err
+		}
+		shells, err := interactive(f, "Devserver", d.Name, host.Name, host.Driver)
+		return shellTarget{kind: "devserver", name: d.Name, instanceID: d.InstanceID, shells: shells}, err
+	}
 }
 
 // sameOrigin tells whether a websocket handshake comes from devport's own
@@ -203,11 +227,12 @@ func (t *Terminals) Shutdown(ctx context.Context) error {
 	}
 }
 
-// terminalSocket upgrades to a websocket bridged to a shell in the devserver,
-// for its owner and the people it is shared with.
-func terminalSocket(log *slog.Logger, s *store.Store, f *fleet.Fleet, terminals *Terminals) http.HandlerFunc {
+// terminalSocket upgrades to a websocket bridged to a shell in the target
+// that resolve finds (a devserver, for its owner and the people it is shared
+// with; a container, for its owner).
+func terminalSocket(log *slog.Logger, s *store.Store, terminals *Terminals, resolve func(*http.Request) (shellTarget, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		d, shells, err := terminalTarget(r, s, f)
+		d, err := resolve(r)
 		if err != nil {
 			web.Error(w, r, log, err)
 			return
@@ -236,9 +261,9 @@ func terminalSocket(log *slog.Logger, s *store.Store, f *fleet.Fleet, terminals 
 				terminals.done(&cancel)
 			}
 		}()
-		sess, err := shells.OpenSession(ctx, d.InstanceID, fleet.SessionSpec{TTY: true, Rows: rows, Cols: cols})
+		sess, err := d.shells.OpenSession(ctx, d.instanceID, fleet.SessionSpec{TTY: true, Rows: rows, Cols: cols})
 		if err != nil {
-			log.Warn("Terminal session refused by the fleet", "devserver", d.Name, "error", err)
+			log.Warn("Terminal session refused by the fleet", d.kind, d.name, "error", err)
 			web.Error(w, r, log, errTerminalHost)
 			return
 		}
@@ -250,19 +275,19 @@ func terminalSocket(log *slog.Logger, s *store.Store, f *fleet.Fleet, terminals 
 		c, err := websocket.Accept(w, r, nil)
 		if err != nil {
 			_ = sess.Close()
-			log.Info("Terminal websocket refused", "devserver", d.Name, "error", err)
+			log.Info("Terminal websocket refused", d.kind, d.name, "error", err)
 			return
 		}
 		c.SetReadLimit(terminalReadLimit)
 		who := web.Actor(r)
 		if err := auditTerminal(s, who, d, "terminal.session.open", map[string]any{"rows": rows, "cols": cols}); err != nil {
-			log.Error("Terminal audit failed", "devserver", d.Name, "error", err)
+			log.Error("Terminal audit failed", d.kind, d.name, "error", err)
 			_ = c.Close(websocket.StatusInternalError, "could not record the session")
 			_ = sess.Close()
 			return
 		}
 		opened = true
-		log.Info("Terminal opened", "devserver", d.Name, "user", who.Name)
+		log.Info("Terminal opened", d.kind, d.name, "user", who.Name)
 		// The handler returns now; the bridge owns the connection.
 		go func() {
 			defer terminals.done(&cancel)
@@ -275,20 +300,20 @@ func terminalSocket(log *slog.Logger, s *store.Store, f *fleet.Fleet, terminals 
 				detail["exit_status"] = code
 			}
 			if err := auditTerminal(s, who, d, "terminal.session.close", detail); err != nil {
-				log.Error("Terminal audit failed", "devserver", d.Name, "error", err)
+				log.Error("Terminal audit failed", d.kind, d.name, "error", err)
 			}
-			log.Info("Terminal closed", "devserver", d.Name, "user", who.Name, "ended", ended, "exit_status", code, "duration", took)
+			log.Info("Terminal closed", d.kind, d.name, "user", who.Name, "ended", ended, "exit_status", code, "duration", took)
 		}()
 	}
 }
 
 // auditTerminal records a session's start or end; on a context of its own,
 // so that the end of a session cancelled by a shutdown is recorded too.
-func auditTerminal(s *store.Store, who store.Actor, d store.Devserver, action string, detail map[string]any) error {
+func auditTerminal(s *store.Store, who store.Actor, d shellTarget, action string, detail map[string]any) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return s.InTx(ctx, func(tx *store.Tx) error {
-		return tx.Audit(ctx, who, action, "devserver", d.Name, detail)
+		return tx.Audit(ctx, who, action, d.kind, d.name, detail)
 	})
 }
 

@@ -254,3 +254,15 @@ func (s *Server) WaitState(t testing.TB, name, state string) store.Devserver {
 	})
 	return d
 }
+
+// WaitContainer waits until the container with public ID id is in state.
+func (s *Server) WaitContainer(t testing.TB, id, state string) store.Container {
+	t.Helper()
+	var c store.Container
+	Eventually(t, 20*time.Second, id+" to be "+state, func() bool {
+		var err error
+		c, err = s.Store.Container(context.Background(), id)
+		return err == nil && c.State == state
+	})
+	return c
+}

@@ -63,3 +63,35 @@
     showCopyButtons(document);
   });
 })();
+
+// Countdowns: an element with data-countdown="<RFC 3339 time>" says how long
+// is left until then ("35 h 12 min 04 s left"), every second. The server
+// renders the same in minutes, for pages without JavaScript.
+(function () {
+  "use strict";
+
+  function pad(n) {
+    return (n < 10 ? "0" : "") + n;
+  }
+
+  function tick() {
+    document.querySelectorAll("[data-countdown]").forEach(function (el) {
+      var end = Date.parse(el.getAttribute("data-countdown"));
+      if (isNaN(end)) {
+        return;
+      }
+      var left = Math.max(0, Math.floor((end - Date.now()) / 1000));
+      if (left === 0) {
+        el.textContent = el.getAttribute("data-countdown-done") || "ended";
+        return;
+      }
+      var h = Math.floor(left / 3600), m = Math.floor((left % 3600) / 60), s = left % 60;
+      el.textContent = (h > 0 ? h + " h " : "") + pad(m) + " min " + pad(s) + " s left";
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    tick();
+    setInterval(tick, 1000);
+  });
+})();

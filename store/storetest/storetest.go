@@ -35,6 +35,13 @@ func Seeded(t testing.TB, inv *store.DemoInventory) *store.Store {
 	if _, err := s.SeedInventory(context.Background(), *inv); err != nil {
 		t.Fatalf("seed: %v", err)
 	}
+	codes := make([]string, len(inv.Regions))
+	for i, r := range inv.Regions {
+		codes[i] = r.Code
+	}
+	if _, err := s.SeedContainerCatalogue(context.Background(), store.DemoContainers(codes)); err != nil {
+		t.Fatalf("seed containers: %v", err)
+	}
 	return s
 }
 
