@@ -381,3 +381,31 @@ type page[T any] struct {
 	Items      []T    `json:"items"`
 	NextCursor string `json:"next_cursor"`
 }
+
+func TestContainerTerminal(t *testing.T) {
+	srv := handlertest.New(t)
+	ann := srv.SignIn(t, "ann@example.com")
+	bob := srv.SignIn(t, "bob@example.com")
+	admin := srv.SignIn(t, "root@example.com", store.RoleAdmin)
+	resp, _ := srv.Do(t, ann, handlertest.Request{Method: "POST", Path: "/containers", Form: url.Values{"type": {"jupyter"}, "profile": {"small"}}})
+	id := strings.TrimPrefix(resp.Header.Get("Location"), "/containers/")
+	srv.WaitContainer(t, id, store.ContainerReady)
+
+	t.Run("the owner's terminal runs commands in the container", func(t *testing.T) {
+		term := openTerminal(t, srv, ann, id)
+		term.mustSee("dev@" + id + ":~$ ")
+		term.send("cat .devport/stack.json\r")
+		term.mustSee(`"type": "jupyter"`)
+		events := terminalEvents(t, srv, id)
+		if len(events) == 0 {
+			t.Error("the session was not audited on the container")
+		}
+	})
+	t.Run("a stranger and an admin who is not the owner get no shell", func(t *testing.T) {
+		for who, c := range map[string]*http.Client{"stranger": bob, "admin": admin} {
+			if _, resp, err := dialTerminal(t, srv, c, id, srv.URL, ""); err == nil || resp == nil || (resp.StatusCode != 404 && resp.StatusCode != 403) {
+				t.Errorf("%s: %v %v", who, err, resp)
+			}
+		}
+	})
+}

@@ -27,7 +27,7 @@ type terminal struct {
 	output strings.Builder
 }
 
-// dialTerminal opens the devserver's terminal with the browser's cookie from
+// dialTerminal opens the devserver's (or container's) terminal with the browser's cookie from
 // origin ("" sends none); it returns the handshake's response on failure.
 func dialTerminal(t *testing.T, srv *handlertest.Server, browser *http.Client, name, origin, query string) (*terminal, *http.Response, error) {
 	t.Helper()
@@ -37,7 +37,11 @@ func dialTerminal(t *testing.T, srv *handlertest.Server, browser *http.Client, n
 	if origin != "" {
 		h.Set("Origin", origin)
 	}
-	url := "ws" + strings.TrimPrefix(srv.URL, "http") + "/devservers/" + name + "/terminal/ws" + query
+	kind := "/devservers/"
+	if store.IsContainerName(name) {
+		kind = "/containers/"
+	}
+	url := "ws" + strings.TrimPrefix(srv.URL, "http") + kind + name + "/terminal/ws" + query
 	c, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPClient: browser, HTTPHeader: h})
 	if err != nil {
 		return nil, resp, err
@@ -117,7 +121,11 @@ func (term *terminal) closeStatus() (websocket.StatusCode, string) {
 
 func terminalEvents(t *testing.T, srv *handlertest.Server, name string) []map[string]any {
 	t.Helper()
-	es, err := srv.Store.AuditEvents(context.Background(), "devserver", name)
+	kind := "devserver"
+	if store.IsContainerName(name) {
+		kind = "container"
+	}
+	es, err := srv.Store.AuditEvents(context.Background(), kind, name)
 	if err != nil {
 		t.Fatal(err)
 	}

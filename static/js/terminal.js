@@ -179,6 +179,9 @@
       opened = true;
       screen.dataset.terminalState = "open";
       say(screenSel, "Connected.");
+      // Bring the terminal into view: xterm.js draws nothing while it is
+      // off screen, and the person wants to type into it.
+      screen.scrollIntoView({ block: "nearest" });
       term.focus();
     });
     ws.addEventListener("message", function (e) {

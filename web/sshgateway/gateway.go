@@ -1,7 +1,10 @@
 // Package sshgateway is devport's SSH server: `ssh -p 2222 <devserver>@<portal>`
 // opens a shell (or runs a command) in that devserver for its owner and the
-// people it is shared with, authenticated by the public keys on their devport
-// profile. Sessions are bridged to the devserver's fleet driver
+// people it is shared with, and `ssh -p 2222 <container>@<portal>` in that On
+// Demand container for its owner, authenticated by the public keys on their
+// devport profile. The user name tells them apart: a container's ID ("od" and
+// eight letters or digits) never has the dash every devserver's name has.
+// Sessions are bridged to the fleet driver of the target's host
 // (fleet.Interactive) and audited when they open and when they close. Only
 // public-key authentication and session channels exist: passwords,
 // keyboard-interactive, port forwarding, agent forwarding and subsystems
@@ -16,6 +19,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,8 +52,8 @@ const (
 	extFingerprint = "devport-key-fingerprint"
 )
 
-// maxDevserverName bounds the SSH user name the gateway looks up.
-const maxDevserverName = 100
+// maxTargetName bounds the SSH user name the gateway looks up.
+const maxTargetName = 100
 
 // maxSessions bounds the sessions open at once on one connection (OpenSSH's
 // sshd allows 10 by default).
@@ -96,7 +100,7 @@ func New(o Options) (*Server, error) {
 		ServerVersion:     "SSH-2.0-devport",
 		AuthLogCallback: func(meta ssh.ConnMetadata, method string, err error) {
 			if err != nil && method != "none" {
-				o.Log.Debug("SSH authentication refused", "devserver", meta.User(), "method", method, "remote_addr", meta.RemoteAddr().String(), "reason", err)
+				o.Log.Debug("SSH authentication refused", "target", meta.User(), "method", method, "remote_addr", meta.RemoteAddr().String(), "reason", err)
 			}
 		},
 	}
@@ -219,11 +223,75 @@ func (s *Server) refusal(meta ssh.ConnMetadata, reason, banner string) error {
 	return &ssh.BannerError{Err: errors.New(reason), Message: "devport: " + banner + "\r\n"}
 }
 
-// checkKey authenticates a key: it must be on the profile of the named
-// devserver's owner or of someone it is shared with. Strangers are told the
-// same thing whether or not the devserver exists. It runs before the client
-// proves it holds the private key, so it says nothing about the devserver;
-// readiness is checked once the connection is authenticated.
+// target is what an SSH user name opens sessions in: a devserver or an On
+// Demand container. Both kinds fill it, so that checking a key and
+// authorizing a session are one code path.
+type target struct {
+	kind       string // "devserver" or "container": the audit object type and the word in messages
+	name       string
+	instanceID string
+	hostID     int64
+	host       string
+	driver     string // the host's fleet driver; "" to be looked up from the host
+	state      string
+	ready      bool   // the state in which sessions open
+	over       bool   // the target will never be ready again
+	note       string // what the status says, for a target that is not ready
+	canShell   func(store.User) bool
+}
+
+// kindOf is the kind of target an SSH user name names.
+func kindOf(name string) string {
+	if store.IsContainerName(name) {
+		return "container"
+	}
+	return "devserver"
+}
+
+// lookup reads the target an SSH user name names; store.ErrNotFound when
+// there is none.
+func (s *Server) lookup(ctx context.Context, name string) (target, error) {
+	if kindOf(name) == "container" {
+		c, err := s.o.Store.Container(ctx, name)
+		if err != nil {
+			return target{}, err
+		}
+		note := c.StatusNote
+		if e := strings.TrimSuffix(c.EndText(), "."); e != "" && !c.Live() {
+			// "Its lifetime ran out." becomes "its lifetime ran out".
+			note = strings.ToLower(e[:1]) + e[1:]
+		}
+		return target{
+			kind: "container", name: c.Name, instanceID: c.InstanceID, hostID: c.HostID, host: c.Host, driver: c.Driver,
+			state: c.State, ready: c.State == store.ContainerReady, over: !c.Live(), note: note,
+			canShell: func(u store.User) bool { return store.CanShellContainer(u, c) },
+		}, nil
+	}
+	d, err := s.o.Store.Devserver(ctx, name)
+	if err != nil {
+		return target{}, err
+	}
+	return target{
+		kind: "devserver", name: d.Name, instanceID: d.InstanceID, hostID: d.HostID, host: d.Host,
+		state: d.State, ready: d.State == store.StateReady, note: d.StatusNote,
+		canShell: func(u store.User) bool { return store.CanShellDevserver(u, d) },
+	}, nil
+}
+
+// whoMay says who may open a target of the kind, for refusals.
+func whoMay(kind string) string {
+	if kind == "container" {
+		return "the container's owner"
+	}
+	return "the devserver's owner or of someone it is shared with"
+}
+
+// checkKey authenticates a key: it must be on the profile of someone who may
+// open the named target (a devserver's owner or sharees, a container's
+// owner). Strangers are told the same thing whether or not the target
+// exists. It runs before the client proves it holds the private key, so it
+// says nothing about the target; readiness is checked once the connection
+// is authenticated.
 func (s *Server) checkKey(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
 	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
 	defer cancel()
@@ -234,16 +302,17 @@ func (s *Server) checkKey(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permis
 			fmt.Sprintf("the %s key %s %s.", key.Type(), ssh.FingerprintSHA256(key), problem))
 	}
 	name := meta.User()
+	kind := kindOf(name)
 	port := "2222"
 	if a, ok := meta.LocalAddr().(*net.TCPAddr); ok {
 		port = strconv.Itoa(a.Port)
 	}
 	denied := func() error {
-		return s.refusal(meta, "not the key of the devserver's owner or a sharee",
-			fmt.Sprintf("the key %s may not open devserver %s: it is not on the devport profile of the devserver's owner or of someone it is shared with, or there is no such devserver. Connect as ssh -p %s <devserver>@<portal> with a key from your profile (ssh may try your other keys next).",
-				parsed.Fingerprint, strconv.Quote(clip(name)), port))
+		return s.refusal(meta, "not the key of someone who may open the "+kind,
+			fmt.Sprintf("the key %s may not open %s %s: it is not on the devport profile of %s, or there is no such %s. Connect as ssh -p %s <%s>@<portal> with a key from your profile (ssh may try your other keys next).",
+				parsed.Fingerprint, kind, strconv.Quote(clip(name)), whoMay(kind), kind, port, kind))
 	}
-	if name == "" || len(name) > maxDevserverName {
+	if name == "" || len(name) > maxTargetName {
 		return nil, denied()
 	}
 	users, err := s.o.Store.SSHKeyUsers(ctx, text)
@@ -254,16 +323,16 @@ func (s *Server) checkKey(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permis
 	if len(users) == 0 {
 		return nil, denied()
 	}
-	d, err := s.o.Store.Devserver(ctx, name)
+	t, err := s.lookup(ctx, name)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, denied()
 	}
 	if err != nil {
-		s.o.Log.Error("SSH key check failed", "devserver", name, "error", err)
+		s.o.Log.Error("SSH key check failed", kind, name, "error", err)
 		return nil, s.refusal(meta, err.Error(), "devport could not check your key just now; try again shortly.")
 	}
 	for _, u := range users {
-		if store.CanShellDevserver(u, d) {
+		if t.canShell(u) {
 			return &ssh.Permissions{Extensions: map[string]string{
 				extUserID:      strconv.FormatInt(u.ID, 10),
 				extFingerprint: parsed.Fingerprint,
@@ -275,19 +344,20 @@ func (s *Server) checkKey(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permis
 
 // clip shortens a name for a message.
 func clip(s string) string {
-	if len(s) > maxDevserverName {
-		return s[:maxDevserverName] + "…"
+	if len(s) > maxTargetName {
+		return s[:maxTargetName] + "…"
 	}
 	return s
 }
 
-// conn is one authenticated connection: a person and a devserver.
+// conn is one authenticated connection: a person and a target.
 type conn struct {
 	s           *Server
 	sc          *ssh.ServerConn
 	userID      int64
 	fingerprint string
-	devserver   string
+	name        string // the target's name: the SSH user name
+	kind        string
 	remoteAddr  string
 	log         *slog.Logger
 }
@@ -307,9 +377,9 @@ func (s *Server) serveConn(c net.Conn) {
 	userID, _ := strconv.ParseInt(sc.Permissions.Extensions[extUserID], 10, 64)
 	cn := &conn{
 		s: s, sc: sc, userID: userID, fingerprint: sc.Permissions.Extensions[extFingerprint],
-		devserver: sc.User(), remoteAddr: c.RemoteAddr().String(),
+		name: sc.User(), kind: kindOf(sc.User()), remoteAddr: c.RemoteAddr().String(),
 	}
-	cn.log = s.o.Log.With("devserver", cn.devserver, "user_id", userID, "remote_addr", cn.remoteAddr)
+	cn.log = s.o.Log.With(cn.kind, cn.name, "user_id", userID, "remote_addr", cn.remoteAddr)
 	cn.log.Info("SSH connection", "key", cn.fingerprint)
 	// Global requests (tcpip-forward for remote port forwarding, keepalives)
 	// are all answered no.
@@ -334,7 +404,7 @@ func (s *Server) serveConn(c net.Conn) {
 			_ = nc.Reject(ssh.ResourceShortage, fmt.Sprintf("at most %d sessions may be open at once on one connection", maxSessions))
 			continue
 		}
-		target, msg := cn.authorize()
+		a, msg := cn.authorize()
 		if msg != "" {
 			cn.log.Info("SSH session refused", "reason", msg)
 			_ = nc.Reject(ssh.Prohibited, msg)
@@ -347,58 +417,67 @@ func (s *Server) serveConn(c net.Conn) {
 		active.Add(1)
 		sessions.Go(func() {
 			defer active.Add(-1)
-			cn.session(target, ch, creqs)
+			cn.session(a, ch, creqs)
 		})
 	}
 	sessions.Wait()
 }
 
-// target is what a session channel opens in: checked when it opens.
-type target struct {
+// access is what a session channel opens in: checked when it opens.
+type access struct {
 	user  store.User
-	d     store.Devserver
+	t     target
 	inter fleet.Interactive
 }
 
-// authorize re-reads the person and the devserver for every session, so a
-// share removed or a release started since the connection began counts.
-// The message is for the client when the session is refused.
-func (cn *conn) authorize() (target, string) {
+// authorize re-reads the person and the target for every session, so a
+// share removed, a release or an end started since the connection began
+// counts. The message is for the client when the session is refused.
+func (cn *conn) authorize() (access, string) {
 	ctx, cancel := context.WithTimeout(cn.s.ctx, 10*time.Second)
 	defer cancel()
-	const retry = "devport could not check this devserver just now; try again shortly"
+	retry := "devport could not check this " + cn.kind + " just now; try again shortly"
 	u, err := cn.s.o.Store.User(ctx, cn.userID)
 	if err != nil {
 		cn.log.Error("SSH session: user", "error", err)
-		return target{}, retry
+		return access{}, retry
 	}
-	d, err := cn.s.o.Store.Devserver(ctx, cn.devserver)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && !store.CanShellDevserver(u, d)) {
-		return target{}, fmt.Sprintf("you may no longer open devserver %s: you are not its owner and it is not shared with you", cn.devserver)
-	}
-	if err != nil {
-		cn.log.Error("SSH session: devserver", "error", err)
-		return target{}, retry
-	}
-	if d.State != store.StateReady || d.InstanceID == "" {
-		msg := fmt.Sprintf("devserver %s is %s, not ready: a shell opens once devport shows it ready", d.Name, d.State)
-		if d.StatusNote != "" {
-			msg += " (" + d.StatusNote + ")"
+	t, err := cn.s.lookup(ctx, cn.name)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && !t.canShell(u)) {
+		if cn.kind == "container" {
+			return access{}, fmt.Sprintf("you may no longer open container %s: you are not its owner", cn.name)
 		}
-		return target{}, msg
+		return access{}, fmt.Sprintf("you may no longer open devserver %s: you are not its owner and it is not shared with you", cn.name)
 	}
-	h, err := cn.s.o.Store.Host(ctx, d.HostID)
 	if err != nil {
-		cn.log.Error("SSH session: host", "error", err)
-		return target{}, retry
+		cn.log.Error("SSH session: "+cn.kind, "error", err)
+		return access{}, retry
 	}
-	drv, err := cn.s.o.Fleet.Driver(h.Driver)
+	if !t.ready || t.instanceID == "" {
+		note := ""
+		if t.note != "" {
+			note = " (" + t.note + ")"
+		}
+		if t.over {
+			return access{}, fmt.Sprintf("%s %s is %s%s and opens no more shells; request a new %s in devport", t.kind, t.name, t.state, note, t.kind)
+		}
+		return access{}, fmt.Sprintf("%s %s is %s, not ready: a shell opens once devport shows it ready%s", t.kind, t.name, t.state, note)
+	}
+	if t.driver == "" {
+		h, err := cn.s.o.Store.Host(ctx, t.hostID)
+		if err != nil {
+			cn.log.Error("SSH session: host", "error", err)
+			return access{}, retry
+		}
+		t.driver = h.Driver
+	}
+	drv, err := cn.s.o.Fleet.Driver(t.driver)
 	if err != nil {
-		return target{}, fmt.Sprintf("devserver %s runs on host %s, whose driver %s this portal does not run", d.Name, h.Name, h.Driver)
+		return access{}, fmt.Sprintf("%s %s runs on host %s, whose driver %s this portal does not run", t.kind, t.name, t.host, t.driver)
 	}
 	inter, ok := drv.(fleet.Interactive)
 	if !ok {
-		return target{}, fmt.Sprintf("devserver %s runs on host %s, whose driver %s cannot open shells", d.Name, h.Name, h.Driver)
+		return access{}, fmt.Sprintf("%s %s runs on host %s, whose driver %s cannot open shells", t.kind, t.name, t.host, t.driver)
 	}
-	return target{user: u, d: d, inter: inter}, ""
+	return access{user: u, t: t, inter: inter}, ""
 }

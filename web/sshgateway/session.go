@@ -60,10 +60,10 @@ type (
 func dim(n uint32) uint16 { return uint16(min(n, 10000)) }
 
 // session is one session channel: the requests that set it up, then the
-// command bridged to the devserver.
+// command bridged to the devserver or container.
 type session struct {
 	cn  *conn
-	t   target
+	a   access
 	ch  ssh.Channel
 	id  string
 	log func(msg string, args ...any)
@@ -78,10 +78,10 @@ type session struct {
 	started bool
 }
 
-func (cn *conn) session(t target, ch ssh.Channel, reqs <-chan *ssh.Request) {
+func (cn *conn) session(a access, ch ssh.Channel, reqs <-chan *ssh.Request) {
 	b := make([]byte, 8)
 	_, _ = rand.Read(b)
-	s := &session{cn: cn, t: t, ch: ch, id: "ssh-" + hex.EncodeToString(b)}
+	s := &session{cn: cn, a: a, ch: ch, id: "ssh-" + hex.EncodeToString(b)}
 	s.log = func(msg string, args ...any) { cn.log.Info(msg, append(args, "session", s.id)...) }
 	// ctx ends when the client closes the channel or the connection, or the
 	// server shuts down.
@@ -188,7 +188,7 @@ func (s *session) resize(ctx context.Context, rows, cols uint16) bool {
 	return true
 }
 
-// run opens the shell or command in the devserver, bridges it to the
+// run opens the shell or command in the target, bridges it to the
 // channel, and sends its exit status; it audits the session's opening and
 // its end.
 func (s *session) run(ctx context.Context, cmd string) {
@@ -204,10 +204,10 @@ func (s *session) run(ctx context.Context, cmd string) {
 		what = cmd
 		spec.Cmd = []string{"sh", "-c", cmd}
 	}
-	d := s.t.d
-	who := store.UserActor(s.t.user, s.cn.remoteAddr, s.id)
+	t := s.a.t
+	who := store.UserActor(s.a.user, s.cn.remoteAddr, s.id)
 	begun := time.Now()
-	open := map[string]any{"command": what, "tty": s.tty, "key": s.cn.fingerprint, "host": d.Host, "session": s.id}
+	open := map[string]any{"command": what, "tty": s.tty, "key": s.cn.fingerprint, "host": t.host, "session": s.id}
 	if err := s.audit(ctx, who, "ssh.session.open", open); err != nil {
 		s.fail("devport could not record this session, so it does not open; try again shortly")
 		_ = s.exit(255)
@@ -215,12 +215,12 @@ func (s *session) run(ctx context.Context, cmd string) {
 	}
 	s.log("SSH session opened", "command", what, "tty", s.tty)
 
-	fs, err := s.t.inter.OpenSession(ctx, d.InstanceID, spec)
+	fs, err := s.a.inter.OpenSession(ctx, t.instanceID, spec)
 	if err != nil {
 		s.log("SSH session: open failed", "error", err)
-		msg := fmt.Sprintf("devport could not open a session in devserver %s: %v", d.Name, err)
+		msg := fmt.Sprintf("devport could not open a session in %s %s: %v", t.kind, t.name, err)
 		if errors.Is(err, fleet.ErrUnreachable) {
-			msg = fmt.Sprintf("devserver %s's host %s does not answer just now; try again shortly", d.Name, d.Host)
+			msg = fmt.Sprintf("%s %s's host %s does not answer just now; try again shortly", t.kind, t.name, t.host)
 		}
 		s.fail(msg)
 		_ = s.exit(255)
@@ -267,7 +267,7 @@ func (s *session) run(ctx context.Context, cmd string) {
 		ended, code = "client disconnected", -1
 	default:
 		ended, code = "error: "+err.Error(), 255
-		s.fail(fmt.Sprintf("the session in devserver %s ended with an error: %v", d.Name, err))
+		s.fail(fmt.Sprintf("the session in %s %s ended with an error: %v", t.kind, t.name, err))
 	}
 	if code >= 0 {
 		// A client that went away shows as the end of its input, which
@@ -314,6 +314,6 @@ func (s *session) closed(who store.Actor, begun time.Time, what string, code int
 
 func (s *session) audit(ctx context.Context, who store.Actor, action string, detail map[string]any) error {
 	return s.cn.s.o.Store.InTx(ctx, func(tx *store.Tx) error {
-		return tx.Audit(ctx, who, action, "devserver", s.t.d.Name, detail)
+		return tx.Audit(ctx, who, action, s.a.t.kind, s.a.t.name, detail)
 	})
 }
