@@ -44,7 +44,8 @@ func fillPools(t testing.TB, srv *handlertest.Server, region string) {
 func setQuota(t testing.TB, s *store.Store, role string, devservers, gpus int) {
 	t.Helper()
 	err := s.InTx(context.Background(), func(tx *store.Tx) error {
-		return tx.SetQuota(context.Background(), store.System, store.Quota{Role: role, Devservers: devservers, GPUDevservers: gpus})
+		return tx.SetQuota(context.Background(), store.System, store.Quota{Role: role, Devservers: devservers, GPUDevservers: gpus,
+			Containers: store.DefaultQuotas[role].Containers})
 	})
 	if err != nil {
 		t.Fatal(err)

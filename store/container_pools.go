@@ -102,11 +102,34 @@ SELECT region, type, profile,
        SUM(CASE WHEN state = 'ready' THEN 1 ELSE 0 END) AS ready,
        SUM(CASE WHEN state = 'provisioning' THEN 1 ELSE 0 END) AS building,
        SUM(CASE WHEN state = 'ready' AND created_at < :fresh THEN 1 ELSE 0 END) AS stale,
-       MIN(CASE WHEN state = 'ready' THEN created_at END) AS oldest
+       NULL AS oldest
 FROM containers WHERE owner_id IS NULL AND state IN ('ready', 'provisioning')
 GROUP BY region, type, profile`, arg{"fresh": freshBefore})
 	if err != nil {
 		return nil, fmt.Errorf("container pools: %w", err)
+	}
+	// The oldest ready one of each pool is read as a column, not as MIN():
+	// SQLite returns an aggregate of a timestamp as text, which does not
+	// scan into a time.
+	var readyAt []struct {
+		Region  string    `db:"region"`
+		Type    string    `db:"type"`
+		Profile string    `db:"profile"`
+		Created time.Time `db:"created_at"`
+	}
+	err = s.read.SelectContext(ctx, &readyAt, `
+SELECT region, type, profile, created_at FROM containers WHERE owner_id IS NULL AND state = 'ready' ORDER BY created_at DESC`)
+	if err != nil {
+		return nil, fmt.Errorf("container pools: %w", err)
+	}
+	oldest := map[string]time.Time{}
+	for _, r := range readyAt {
+		oldest[ContainerPoolKey(r.Region, r.Type, r.Profile)] = r.Created // the last one seen is the oldest
+	}
+	for i := range counts {
+		if t, ok := oldest[ContainerPoolKey(counts[i].Region, counts[i].Type, counts[i].Profile)]; ok {
+			counts[i].Oldest = &t
+		}
 	}
 	var served []struct {
 		Key string `db:"k"`

@@ -288,9 +288,9 @@ func (s *Store) ContainerQuotaUse(ctx context.Context, u User) (ContainerQuotaUs
 	return containerQuotaUse(ctx, s.read, u)
 }
 
-// RequestContainer gives the owner a container of the type and profile:
-// a ready one from the pool of the nearest active region that has one, or a
-// new one built in the nearest active region with room. A region that is
+// RequestContainer gives the owner a container of the type and profile in
+// the nearest active region with room (the asked-for region first): a ready
+// one from that region's pool, or a new one built there. A region that is
 // not active is passed over, and the container says which region served it
 // and why. The caller enqueues the returned jobs' work in the same
 // transaction: provisioning when built cold, setup when features or
@@ -317,37 +317,46 @@ func (tx *Tx) RequestContainer(ctx context.Context, who Actor, r ContainerReques
 	if len(active) == 0 {
 		return Container{}, Conflict("region_not_active", "No region is active to serve a container just now: "+strings.Join(skipped, ", ")+".")
 	}
+	// The note names the regions passed over on the way to the one that
+	// served: those before it, the nearest first, that are not active.
 	note := func(served string) string {
-		if len(skipped) == 0 || served == r.Region || (r.Region == "" && served == regions[0].Code) {
+		var why []string
+		for _, rg := range regions {
+			if rg.Code == served {
+				break
+			}
+			if !rg.Active() {
+				why = append(why, fmt.Sprintf("%s is %s", rg.Code, rg.Status))
+			}
+		}
+		if len(why) == 0 {
 			return ""
 		}
-		return "Served from " + served + " because " + strings.Join(skipped, " and ") + "."
+		return "Served from " + served + " because " + strings.Join(why, " and ") + "."
 	}
 	now := tx.Now()
 	expires := now.Add(t.Lifetime())
-	// A ready pooled container in the nearest active region that has one.
+	// The nearest active region serves: from its pool when a ready
+	// container waits there, otherwise built cold; a region without room
+	// passes the request on to the next.
+	var full []string
 	for _, rg := range active {
+		n := note(rg.Code)
+		if len(full) > 0 {
+			n = strings.TrimSpace(n + " " + strings.Join(full, " and ") + " had no room for a " + prof.Name + " container.")
+		}
 		id, err := tx.assignPooledContainer(ctx, r.Owner, t.Name, prof.Name, rg.Code, expires)
 		if err != nil {
 			return Container{}, err
 		}
 		if id != 0 {
-			return tx.openContainer(ctx, who, r, id, note(rg.Code))
+			return tx.openContainer(ctx, who, r, id, n)
 		}
-	}
-	// Otherwise a cold one where there is room, the nearest first.
-	var full []string
-	for _, rg := range active {
-		c, err := tx.insertContainer(ctx, t, prof, rg.Code, &r.Owner, &expires)
-		if err != nil {
+		if id, err = tx.insertContainer(ctx, t, prof, rg.Code, &r.Owner, &expires); err != nil {
 			return Container{}, err
 		}
-		if c != 0 {
-			n := note(rg.Code)
-			if len(full) > 0 {
-				n = strings.TrimSpace(n + " " + strings.Join(full, " and ") + " had no room for a " + prof.Name + " container.")
-			}
-			return tx.openContainer(ctx, who, r, c, n)
+		if id != 0 {
+			return tx.openContainer(ctx, who, r, id, n)
 		}
 		full = append(full, rg.Code)
 	}
