@@ -495,11 +495,7 @@ func apiEndContainer(log *slog.Logger, s *store.Store, q Enqueuer) http.HandlerF
 			web.Error(w, r, log, err)
 			return
 		}
-		status := http.StatusAccepted
-		if c.State == store.ContainerEnded {
-			status = http.StatusOK
-		}
-		web.WriteJSON(w, status, c)
+		writeAccepted(w, c.State == store.ContainerEnded, c)
 	}
 }
 

@@ -395,12 +395,18 @@ func apiReleaseDevserver(log *slog.Logger, s *store.Store, q Enqueuer) http.Hand
 			web.Error(w, r, log, err)
 			return
 		}
-		status := http.StatusAccepted
-		if d.State == store.StateReleased {
-			status = http.StatusOK
-		}
-		web.WriteJSON(w, status, d)
+		writeAccepted(w, d.State == store.StateReleased, d)
 	}
+}
+
+// writeAccepted answers a long operation: 202 with the object on its way,
+// or 200 when it is done already.
+func writeAccepted(w http.ResponseWriter, done bool, v any) {
+	status := http.StatusAccepted
+	if done {
+		status = http.StatusOK
+	}
+	web.WriteJSON(w, status, v)
 }
 
 // page is a list answer: items and the cursor of the next page.

@@ -598,35 +598,13 @@ func (tx *Tx) FreshContainer(ctx context.Context, who Actor, owner User, c Conta
 
 // SetContainerProgress records how far a container's provisioning or end has come.
 func (s *Store) SetContainerProgress(ctx context.Context, id int64, state string, progress int, note string) error {
-	return s.InTx(ctx, func(tx *Tx) error {
-		_, err := execNamed(ctx, tx, `UPDATE containers SET progress = :progress, status_note = :note, updated_at = :now WHERE id = :id AND state = :state`,
-			arg{"id": id, "state": state, "progress": progress, "note": note, "now": tx.Now()})
-		if err != nil {
-			return fmt.Errorf("container progress: %w", err)
-		}
-		return nil
-	})
+	return s.setProgress(ctx, "containers", id, state, progress, note)
 }
 
 // SetContainerInstance records the fleet instance of a provisioning
-// container. It returns false when it is no longer provisioning; the
-// instance is recorded all the same when it has none, so that whatever ends
-// it knows what to remove.
+// container, as SetInstance does for a devserver.
 func (s *Store) SetContainerInstance(ctx context.Context, id int64, instanceID string) (bool, error) {
-	var ok bool
-	err := s.InTx(ctx, func(tx *Tx) error {
-		a := arg{"id": id, "instance_id": instanceID, "now": tx.Now()}
-		n, err := execNamed(ctx, tx, `UPDATE containers SET instance_id = :instance_id, updated_at = :now WHERE id = :id AND state = 'provisioning'`, a)
-		if ok = n == 1; ok || err != nil {
-			return err
-		}
-		_, err = execNamed(ctx, tx, `UPDATE containers SET instance_id = :instance_id WHERE id = :id AND instance_id = ''`, a)
-		return err
-	})
-	if err != nil {
-		return false, fmt.Errorf("container instance: %w", err)
-	}
-	return ok, nil
+	return s.setInstance(ctx, "containers", id, instanceID)
 }
 
 // MarkContainerReady records a built container. It returns false when it is

@@ -459,8 +459,14 @@ WHERE id = :id AND state = :from`, arg{"id": d.ID, "from": d.State, "next": next
 // SetProgress records how far a transition has come, while the devserver is
 // still in state.
 func (s *Store) SetProgress(ctx context.Context, id int64, state string, progress int, note string) error {
+	return s.setProgress(ctx, "devservers", id, state, progress, note)
+}
+
+// setProgress records the progress of an environment in table (devservers
+// or containers) while it is still in state.
+func (s *Store) setProgress(ctx context.Context, table string, id int64, state string, progress int, note string) error {
 	return s.InTx(ctx, func(tx *Tx) error {
-		_, err := execNamed(ctx, tx, `UPDATE devservers SET progress = :progress, status_note = :note, updated_at = :now WHERE id = :id AND state = :state`,
+		_, err := execNamed(ctx, tx, `UPDATE `+table+` SET progress = :progress, status_note = :note, updated_at = :now WHERE id = :id AND state = :state`,
 			arg{"id": id, "state": state, "progress": progress, "note": note, "now": tx.Now()})
 		if err != nil {
 			return fmt.Errorf("set progress: %w", err)
@@ -566,14 +572,20 @@ func clip(s string) string {
 // is then recorded all the same when the devserver has none, so that a
 // retried job still knows what it made and must remove.
 func (s *Store) SetInstance(ctx context.Context, id int64, instanceID string) (bool, error) {
+	return s.setInstance(ctx, "devservers", id, instanceID)
+}
+
+// setInstance records the instance of a provisioning environment in table
+// (devservers or containers).
+func (s *Store) setInstance(ctx context.Context, table string, id int64, instanceID string) (bool, error) {
 	var ok bool
 	err := s.InTx(ctx, func(tx *Tx) error {
 		a := arg{"id": id, "instance_id": instanceID, "now": tx.Now()}
-		n, err := execNamed(ctx, tx, `UPDATE devservers SET instance_id = :instance_id, updated_at = :now WHERE id = :id AND state = 'provisioning'`, a)
+		n, err := execNamed(ctx, tx, `UPDATE `+table+` SET instance_id = :instance_id, updated_at = :now WHERE id = :id AND state = 'provisioning'`, a)
 		if ok = n == 1; ok || err != nil {
 			return err
 		}
-		_, err = execNamed(ctx, tx, `UPDATE devservers SET instance_id = :instance_id WHERE id = :id AND instance_id = ''`, a)
+		_, err = execNamed(ctx, tx, `UPDATE `+table+` SET instance_id = :instance_id WHERE id = :id AND instance_id = ''`, a)
 		return err
 	})
 	if err != nil {
