@@ -293,7 +293,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			}
 			return nil
 		},
-		Static: static.FS,
+		Static:             static.FS,
+		ContainerFreshness: c.ContainerFreshness,
 	})
 
 	ln, err := net.Listen("tcp", c.Addr)

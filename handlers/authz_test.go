@@ -87,6 +87,10 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"POST", "/api/v1/devservers/" + ds + "/extend", `{}`, map[string]int{"anonymous": 401, "owner": 422, "sharee": 403, "stranger": 404, "admin": 403, "reviewer": 404}},
 		{"GET", "/api/v1/pools", "", map[string]int{"anonymous": 401, "owner": 403, "stranger": 403, "admin": 200, "reviewer": 403}},
 		{"PUT", "/api/v1/pools/prn/vm.small", `{"target":-1}`, map[string]int{"anonymous": 401, "owner": 403, "stranger": 403, "admin": 422, "reviewer": 403}},
+		{"PUT", "/api/v1/containers/types/web", `{"stack":"Web","profiles":[]}`, map[string]int{"anonymous": 401, "owner": 403, "sharee": 403, "stranger": 403, "admin": 422, "reviewer": 403}},
+		{"PUT", "/api/v1/containers/profiles/small", `{"cpus":0,"memory_gb":1,"disk_gb":1}`, map[string]int{"anonymous": 401, "owner": 403, "sharee": 403, "stranger": 403, "admin": 422, "reviewer": 403}},
+		{"GET", "/api/v1/containers/pools", "", map[string]int{"anonymous": 401, "owner": 403, "sharee": 403, "stranger": 403, "admin": 200, "reviewer": 403}},
+		{"PUT", "/api/v1/containers/pools/prn/web/medium", `{"target":-1}`, map[string]int{"anonymous": 401, "owner": 403, "sharee": 403, "stranger": 403, "admin": 422, "reviewer": 403}},
 		{"GET", "/api/v1/devservers/" + ds + "/features", "", map[string]int{"anonymous": 401, "owner": 200, "sharee": 200, "stranger": 404, "admin": 200, "reviewer": 404}},
 		{"POST", "/api/v1/devservers/" + ds + "/features", `{"feature":"nope"}`, map[string]int{"anonymous": 401, "owner": 422, "sharee": 403, "stranger": 404, "admin": 422, "reviewer": 404}},
 		{"DELETE", "/api/v1/devservers/" + ds + "/features/git", "", map[string]int{"anonymous": 401, "owner": 404, "sharee": 403, "stranger": 404, "admin": 404, "reviewer": 404}},
@@ -153,6 +157,14 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"POST", "/admin/policies/latencies", url.Values{"latency-prn/ftw": {"-1"}}, map[string]int{"anonymous": 303, "owner": 403, "sharee": 403, "stranger": 403, "admin": 422, "reviewer": 403}},
 		{"POST", "/admin/policies/leases", url.Values{"max_days-vm.small": {"0"}}, map[string]int{"anonymous": 303, "owner": 403, "sharee": 403, "stranger": 403, "admin": 422, "reviewer": 403}},
 		{"POST", "/admin/policies/quotas", url.Values{"devservers-engineer": {"x"}}, map[string]int{"anonymous": 303, "owner": 403, "sharee": 403, "stranger": 403, "admin": 422, "reviewer": 403}},
+		{"GET", "/admin/containers", nil, map[string]int{"anonymous": 303, "owner": 403, "sharee": 403, "stranger": 403, "admin": 200, "reviewer": 403}},
+		{"POST", "/admin/containers/types", url.Values{"name": {"Bad Name"}}, map[string]int{"anonymous": 303, "owner": 403, "sharee": 403, "stranger": 403, "admin": 422, "reviewer": 403}},
+		{"POST", "/admin/containers/types/web", url.Values{"lifetime_hours": {"0"}}, map[string]int{"anonymous": 303, "owner": 403, "sharee": 403, "stranger": 403, "admin": 422, "reviewer": 403}},
+		{"POST", "/admin/containers/profiles", url.Values{"name": {""}}, map[string]int{"anonymous": 303, "owner": 403, "sharee": 403, "stranger": 403, "admin": 422, "reviewer": 403}},
+		{"POST", "/admin/containers/profiles/small", url.Values{"cpus": {"0"}}, map[string]int{"anonymous": 303, "owner": 403, "sharee": 403, "stranger": 403, "admin": 422, "reviewer": 403}},
+		{"GET", "/admin/capacity", nil, map[string]int{"anonymous": 303, "owner": 403, "sharee": 403, "stranger": 403, "admin": 200, "reviewer": 403}},
+		{"POST", "/admin/capacity/pools", url.Values{"region": {"prn"}, "type": {"web"}, "profile": {"medium"}, "target": {"-1"}}, map[string]int{"anonymous": 303, "owner": 403, "sharee": 403, "stranger": 403, "admin": 422, "reviewer": 403}},
+		{"POST", "/admin/capacity/pools/prn/web/medium", url.Values{"target": {"-1"}}, map[string]int{"anonymous": 303, "owner": 403, "sharee": 403, "stranger": 403, "admin": 422, "reviewer": 403}},
 		{"GET", "/devservers/" + ds + "/features", nil, map[string]int{"anonymous": 303, "owner": 200, "sharee": 200, "stranger": 404, "admin": 200, "reviewer": 404}},
 		{"POST", "/devservers/" + ds + "/features", url.Values{"feature": {"nope"}}, map[string]int{"anonymous": 303, "owner": 303, "sharee": 403, "stranger": 404, "admin": 303, "reviewer": 404}},
 		{"POST", "/devservers/" + ds + "/features/git/remove", url.Values{}, map[string]int{"anonymous": 303, "owner": 404, "sharee": 403, "stranger": 404, "admin": 404, "reviewer": 404}},
@@ -215,6 +227,9 @@ func TestAuthorizationMatrix(t *testing.T) {
 		pattern := func(method, path string) string {
 			path, _, _ = strings.Cut(path, "?")
 			path = strings.Replace(path, "/pools/prn/vm.small", "/pools/{region}/{flavor}", 1)
+			path = strings.Replace(path, "/pools/prn/web/medium", "/pools/{region}/{type}/{profile}", 1)
+			path = strings.Replace(path, "/containers/types/web", "/containers/types/{name}", 1)
+			path = strings.Replace(path, "/containers/profiles/small", "/containers/profiles/{name}", 1)
 			path = strings.Replace(path, "/features/git", "/features/{feature}", 1)
 			path = strings.Replace(path, "/shares/nobody@example.com", "/shares/{email}", 1)
 			path = strings.Replace(path, "/keys/999999", "/keys/{id}", 1)

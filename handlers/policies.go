@@ -236,13 +236,13 @@ var quotaForm = policyForm{
 	saved:   "Saved the quotas.",
 	save: func(ctx context.Context, tx *store.Tx, who store.Actor, cur views.PoliciesView, form map[string]string, problems store.Problems) error {
 		roles := map[string]bool{}
-		for _, prefix := range []string{"devservers-", "gpu_devservers-"} {
+		for _, prefix := range []string{"devservers-", "gpu_devservers-", "containers-"} {
 			for _, r := range fieldsWithPrefix(form, prefix) {
 				roles[r] = true
 			}
 		}
 		for _, role := range slices.Sorted(maps.Keys(roles)) {
-			dsField, gpuField := views.DevserversQuotaField(role), views.GPUQuotaField(role)
+			dsField, gpuField, ctField := views.DevserversQuotaField(role), views.GPUQuotaField(role), views.ContainersQuotaField(role)
 			q := store.Quota{Role: role}
 			for _, c := range cur.Quotas {
 				if c.Role == role {
@@ -264,13 +264,20 @@ var quotaForm = policyForm{
 					bad = true
 				}
 			}
+			if v, ok := form[ctField]; ok {
+				var msg string
+				if q.Containers, msg = wholeNumber(v, 0, store.MaxRoleContainers, ""); msg != "" {
+					problems.Add(ctField, msg)
+					bad = true
+				}
+			}
 			if bad {
 				continue
 			}
 			err := tx.SetRoleQuota(ctx, who, q)
 			var ve *store.ValidationError
 			if errors.As(err, &ve) {
-				for key, field := range map[string]string{"role": dsField, "devservers": dsField, "gpu_devservers": gpuField} {
+				for key, field := range map[string]string{"role": dsField, "devservers": dsField, "gpu_devservers": gpuField, "containers": ctField} {
 					if msg, ok := ve.Fields[key]; ok {
 						problems.Add(field, msg)
 					}
@@ -461,9 +468,12 @@ func apiQuota(log *slog.Logger, s *store.Store) http.HandlerFunc {
 type quotaRequest struct {
 	Devservers    *int `json:"devservers"`
 	GPUDevservers *int `json:"gpu_devservers"`
+	Containers    *int `json:"containers"`
 }
 
-// apiSetQuota sets a role's quota: PUT /policies/quotas/{role} {devservers, gpu_devservers}.
+// apiSetQuota sets a role's quota: PUT /policies/quotas/{role}
+// {devservers, gpu_devservers, containers?}. An omitted containers keeps the
+// role's current one, so a client that predates it changes nothing there.
 func apiSetQuota(log *slog.Logger, s *store.Store) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var in quotaRequest
@@ -488,6 +498,9 @@ func apiSetQuota(log *slog.Logger, s *store.Store) http.HandlerFunc {
 			return
 		}
 		q.Devservers, q.GPUDevservers = *in.Devservers, *in.GPUDevservers
+		if in.Containers != nil {
+			q.Containers = *in.Containers
+		}
 		err = s.InTx(r.Context(), func(tx *store.Tx) error { return tx.SetRoleQuota(r.Context(), web.Actor(r), q) })
 		if err != nil {
 			web.Error(w, r, log, err)

@@ -42,7 +42,7 @@ func policyState(t *testing.T, srv *handlertest.Server) string {
 		return tx.SelectContext(context.Background(), &rows, `
 SELECT 'latency ' || from_region || '-' || to_region || '=' || ms FROM region_latencies
 UNION ALL SELECT 'lease ' || flavor || '=' || max_lease_days || '/' || permanent_roles FROM flavor_policies
-UNION ALL SELECT 'quota ' || role || '=' || devservers || '/' || gpu_devservers FROM quotas
+UNION ALL SELECT 'quota ' || role || '=' || devservers || '/' || gpu_devservers || '/' || containers FROM quotas
 UNION ALL SELECT 'home ' || email || '=' || home_region FROM users
 UNION ALL SELECT 'policy audit events ' || COUNT(*) FROM audit_events
     WHERE action IN ('region_latency.set', 'lease_policy.set', 'quota.set', 'user.home_region')
@@ -107,6 +107,8 @@ func TestPoliciesPage(t *testing.T) {
 			`select[name="permanent-container.medium"] [selected]`: "everyone",
 			`input[name="devservers-engineer"]`:                    "5",
 			`input[name="gpu_devservers-admin"]`:                   "4",
+			`input[name="containers-engineer"]`:                    "3",
+			`input[name="containers-admin"]`:                       "10",
 		} {
 			if got, _ := doc.Find(sel).Attr("value"); got != want {
 				t.Errorf("%s = %q, want %q", sel, got, want)
@@ -230,6 +232,8 @@ func TestPoliciesPage(t *testing.T) {
 		{"a GPU quota over 100", "/admin/policies/quotas", url.Values{"gpu_devservers-reviewer": {"101"}}, "quotas", "gpu_devservers-reviewer", "0 to 100", ""},
 		{"a quota that is not a number", "/admin/policies/quotas", url.Values{"devservers-reviewer": {"many"}}, "quotas", "devservers-reviewer", "whole number", ""},
 		{"an unknown role", "/admin/policies/quotas", url.Values{"devservers-boss": {"9"}, "devservers-admin": {"30"}}, "quotas", "", "", `"boss" is not a role`},
+		{"a container quota over 100", "/admin/policies/quotas", url.Values{"containers-engineer": {"101"}, "containers-admin": {"12"}}, "quotas", "containers-engineer", "0 to 100", ""},
+		{"a container quota that is not a number", "/admin/policies/quotas", url.Values{"containers-reviewer": {"a few"}}, "quotas", "containers-reviewer", "whole number", ""},
 	} {
 		t.Run("refuses "+tc.name+", keeps what was entered and changes nothing", func(t *testing.T) {
 			before := policyState(t, srv)
@@ -321,11 +325,11 @@ func TestPoliciesAPI(t *testing.T) {
 		}
 		_, body = do(t, admin, "GET", "/api/v1/policies/quotas", "")
 		qs := decode[listJSON[store.Quota]](t, body).Items
-		if len(qs) != 3 || qs[0] != (store.Quota{Role: "engineer", Devservers: 5, GPUDevservers: 1}) {
+		if len(qs) != 3 || qs[0] != (store.Quota{Role: "engineer", Devservers: 5, GPUDevservers: 1, Containers: 3}) {
 			t.Errorf("quotas %+v", qs)
 		}
 		_, body = do(t, admin, "GET", "/api/v1/policies/quotas/admin", "")
-		if q := decode[store.Quota](t, body); q != (store.Quota{Role: "admin", Devservers: 20, GPUDevservers: 4}) {
+		if q := decode[store.Quota](t, body); q != (store.Quota{Role: "admin", Devservers: 20, GPUDevservers: 4, Containers: 10}) {
 			t.Errorf("admin quota %+v", q)
 		}
 	})
@@ -377,7 +381,7 @@ func TestPoliciesAPI(t *testing.T) {
 			t.Fatalf("sixth before: %d", st)
 		}
 		resp, body := do(t, admin, "PUT", "/api/v1/policies/quotas/engineer", `{"devservers":6,"gpu_devservers":1}`)
-		if resp.StatusCode != 200 || decode[store.Quota](t, body) != (store.Quota{Role: "engineer", Devservers: 6, GPUDevservers: 1}) {
+		if resp.StatusCode != 200 || decode[store.Quota](t, body) != (store.Quota{Role: "engineer", Devservers: 6, GPUDevservers: 1, Containers: 3}) {
 			t.Fatalf("%d %s", resp.StatusCode, body)
 		}
 		if st, body := reserveVMSmall(t, srv, tok); st != http.StatusAccepted {
@@ -549,10 +553,107 @@ func FuzzPolicyForms(f *testing.F) {
 			return tx.GetContext(context.Background(), &bad, `SELECT
   (SELECT COUNT(*) FROM region_latencies WHERE ms < 0 OR ms > 10000 OR from_region = to_region)
 + (SELECT COUNT(*) FROM flavor_policies WHERE max_lease_days < 1 OR max_lease_days > 365 OR permanent_roles NOT IN ('', 'admin', 'engineer'))
-+ (SELECT COUNT(*) FROM quotas WHERE devservers > 1000 OR gpu_devservers > 100)`)
++ (SELECT COUNT(*) FROM quotas WHERE devservers > 1000 OR gpu_devservers > 100 OR containers > 100)`)
 		})
 		if err != nil || bad != 0 {
 			t.Fatalf("body %q left %d policies out of bounds (%v)", body, bad, err)
+		}
+	})
+}
+
+// roleQuotaNow is a role's quota as the database holds it.
+func roleQuotaNow(t *testing.T, srv *handlertest.Server, role string) store.Quota {
+	t.Helper()
+	qs, err := srv.Store.Quotas(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range qs {
+		if q.Role == role {
+			return q
+		}
+	}
+	t.Fatalf("no quota for %s", role)
+	return store.Quota{}
+}
+
+func requestWebContainer(t *testing.T, srv *handlertest.Server, token string) int {
+	t.Helper()
+	resp, _ := srv.Do(t, nil, handlertest.Request{Method: "POST", Path: "/api/v1/containers", Token: token, Body: `{"type":"web","profile":"small"}`})
+	return resp.StatusCode
+}
+
+func TestContainerQuota(t *testing.T) {
+	srv := handlertest.New(t)
+	admin := srv.SignIn(t, "root@example.com", store.RoleAdmin)
+	adminTok := srv.Token(t, "root@example.com", store.RoleAdmin)
+
+	t.Run("a raised container quota through the form lets an engineer hold a fourth container", func(t *testing.T) {
+		tok := srv.Token(t, "cora@example.com")
+		for i := range 3 {
+			if st := requestWebContainer(t, srv, tok); st != http.StatusCreated {
+				t.Fatalf("container %d: %d", i+1, st)
+			}
+		}
+		if st := requestWebContainer(t, srv, tok); st != http.StatusTooManyRequests {
+			t.Fatalf("fourth before: %d, want 429", st)
+		}
+		resp, _ := srv.Do(t, admin, handlertest.Request{Method: "POST", Path: "/admin/policies/quotas", Form: url.Values{"containers-engineer": {"4"}}})
+		if resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("save: %d", resp.StatusCode)
+		}
+		if q := roleQuotaNow(t, srv, "engineer"); q != (store.Quota{Role: "engineer", Devservers: 5, GPUDevservers: 1, Containers: 4}) {
+			t.Errorf("engineer quota %+v", q)
+		}
+		if !audited(t, srv, "role", "engineer", "quota.set") {
+			t.Error("no audit event")
+		}
+		_, body := srv.Do(t, admin, handlertest.Request{Path: "/admin/policies"})
+		if v, _ := handlertest.Doc(t, body).Find(`input[name="containers-engineer"]`).Attr("value"); v != "4" {
+			t.Errorf("the form shows %q", v)
+		}
+		if st := requestWebContainer(t, srv, tok); st != http.StatusCreated {
+			t.Errorf("fourth after: %d", st)
+		}
+		if st := requestWebContainer(t, srv, tok); st != http.StatusTooManyRequests {
+			t.Errorf("fifth: %d, want 429", st)
+		}
+	})
+
+	t.Run("the API sets the container quota, and a PUT without it keeps it", func(t *testing.T) {
+		resp, body := srv.Do(t, nil, handlertest.Request{Method: "PUT", Path: "/api/v1/policies/quotas/reviewer", Token: adminTok, Body: `{"devservers":5,"gpu_devservers":1,"containers":7}`})
+		if resp.StatusCode != 200 || decode[store.Quota](t, body).Containers != 7 || roleQuotaNow(t, srv, "reviewer").Containers != 7 {
+			t.Fatalf("%d %s", resp.StatusCode, body)
+		}
+		resp, body = srv.Do(t, nil, handlertest.Request{Method: "PUT", Path: "/api/v1/policies/quotas/reviewer", Token: adminTok, Body: `{"devservers":6,"gpu_devservers":1}`})
+		if q := roleQuotaNow(t, srv, "reviewer"); resp.StatusCode != 200 || q != (store.Quota{Role: "reviewer", Devservers: 6, GPUDevservers: 1, Containers: 7}) {
+			t.Errorf("%d %s; database %+v", resp.StatusCode, body, q)
+		}
+		if decode[store.Quota](t, body).Containers != 7 {
+			t.Errorf("the answer says %s", body)
+		}
+	})
+
+	for _, c := range []struct{ name, body string }{
+		{"over 100", `{"devservers":5,"gpu_devservers":1,"containers":101}`},
+		{"negative", `{"devservers":5,"gpu_devservers":1,"containers":-1}`},
+	} {
+		t.Run("the API refuses a container quota "+c.name+" and changes nothing", func(t *testing.T) {
+			before := policyState(t, srv)
+			resp, body := srv.Do(t, nil, handlertest.Request{Method: "PUT", Path: "/api/v1/policies/quotas/engineer", Token: adminTok, Body: c.body})
+			if resp.StatusCode != 422 || decode[apiError](t, body).Error.Fields["containers"] == "" {
+				t.Errorf("%d %s", resp.StatusCode, body)
+			}
+			if policyState(t, srv) != before {
+				t.Error("the quotas changed")
+			}
+		})
+	}
+	t.Run("the API refuses a container quota that is not a number", func(t *testing.T) {
+		before := policyState(t, srv)
+		resp, _ := srv.Do(t, nil, handlertest.Request{Method: "PUT", Path: "/api/v1/policies/quotas/engineer", Token: adminTok, Body: `{"devservers":5,"gpu_devservers":1,"containers":"3"}`})
+		if resp.StatusCode != 400 || policyState(t, srv) != before {
+			t.Errorf("%d", resp.StatusCode)
 		}
 	})
 }

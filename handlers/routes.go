@@ -50,6 +50,9 @@ type Options struct {
 	Static fs.FS
 	// RequestTimeout bounds a request's work (default 30 s).
 	RequestTimeout time.Duration
+	// ContainerFreshness is how long a pooled container may wait before it
+	// counts as stale on the capacity page (0: store.DefaultContainerFreshness).
+	ContainerFreshness time.Duration
 }
 
 // New returns the router with every route.
@@ -115,6 +118,20 @@ func New(o Options) http.Handler {
 		r.Get("/containers/{id}/terminal/ws", terminalSocket(log, s, o.Terminals, containerShell(s, o.Drivers)))
 		r.Post("/containers/{id}/end", postEndContainer(log, s, q, o.Sessions))
 		r.Post("/containers/{id}/fresh", postFreshContainer(log, s, q, o.Sessions))
+	})
+
+	// Admin: the On Demand catalogue and the capacity page with container pools.
+	fresh := freshnessOr(o.ContainerFreshness)
+	r.Group(func(r chi.Router) {
+		r.Use(web.RequireUser(log), web.RequireRole(log, store.RoleAdmin), web.NoStore)
+		r.Get("/admin/containers", adminContainers(log, s))
+		r.Post("/admin/containers/types", saveTypeForm(log, s, o.Sessions, true))
+		r.Post("/admin/containers/types/{name}", saveTypeForm(log, s, o.Sessions, false))
+		r.Post("/admin/containers/profiles", saveProfileForm(log, s, o.Sessions, true))
+		r.Post("/admin/containers/profiles/{name}", saveProfileForm(log, s, o.Sessions, false))
+		r.Get("/admin/capacity", adminCapacity(log, s, fresh))
+		r.Post("/admin/capacity/pools", saveContainerPoolForm(log, s, q, o.Sessions, fresh, true))
+		r.Post("/admin/capacity/pools/{region}/{type}/{profile}", saveContainerPoolForm(log, s, q, o.Sessions, fresh, false))
 	})
 
 	// Admin: the landing page and pools.
@@ -196,6 +213,10 @@ func New(o Options) http.Handler {
 		r.Post("/devservers/{name}/extend", apiExtendDevserver(log, s))
 		r.With(web.RequireRole(log, store.RoleAdmin)).Get("/pools", apiPools(log, s))
 		r.With(web.RequireRole(log, store.RoleAdmin)).Put("/pools/{region}/{flavor}", apiSetPool(log, s, q))
+		r.With(web.RequireRole(log, store.RoleAdmin)).Put("/containers/types/{name}", apiSaveContainerType(log, s))
+		r.With(web.RequireRole(log, store.RoleAdmin)).Put("/containers/profiles/{name}", apiSaveContainerProfile(log, s))
+		r.With(web.RequireRole(log, store.RoleAdmin)).Get("/containers/pools", apiContainerPools(log, s, fresh))
+		r.With(web.RequireRole(log, store.RoleAdmin)).Put("/containers/pools/{region}/{type}/{profile}", apiSetContainerPool(log, s, q, fresh))
 		r.Get("/devservers/{name}/features", apiDevserverFeatures(log, s))
 		r.Post("/devservers/{name}/features", apiAddFeature(log, s, q))
 		r.Delete("/devservers/{name}/features/{feature}", apiRemoveFeature(log, s, q))

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/rivertype"
 
 	"github.com/devport/devport/store"
 )
@@ -37,13 +36,11 @@ type RefillContainerPoolArgs struct {
 // Kind names the job.
 func (RefillContainerPoolArgs) Kind() string { return "refill_container_pool" }
 
-// InsertOpts: one refill per pool waiting or running is enough; the
-// periodic refill catches what a running one did not see.
-func (RefillContainerPoolArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{MaxAttempts: 3, UniqueOpts: river.UniqueOpts{ByArgs: true, ByState: []rivertype.JobState{
-		rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRunning, rivertype.JobStateScheduled, rivertype.JobStateRetryable,
-	}}}
-}
+// InsertOpts: a refill that fails is done again by the periodic one. Two
+// refills of one pool at once are harmless (each counts the pool in its
+// write transaction), and one that is already running may not see the
+// change that asked for this one, so they are not made unique.
+func (RefillContainerPoolArgs) InsertOpts() river.InsertOpts { return river.InsertOpts{MaxAttempts: 3} }
 
 type containerPoolsWorker struct {
 	river.WorkerDefaults[RefillContainerPoolsArgs]
