@@ -146,35 +146,44 @@ func saveTypeForm(log *slog.Logger, s *store.Store, sessions *web.SessionStore, 
 				problems.Add("name", fmt.Sprintf("a type called %s exists already; change it in its row", name))
 			}
 		}
-		err := s.InTx(r.Context(), func(tx *store.Tx) error {
-			if _, err := tx.SaveContainerType(r.Context(), web.Actor(r), t); mergeProblems(problems, err) != nil {
-				return err
-			}
-			return problems.Err()
-		})
-		if err == nil {
-			verb := "Saved"
-			if isNew {
-				verb = "Added"
-			}
-			sessions.Flash(w, r, "success", fmt.Sprintf("%s the %s container type; containers built from now on get it.", verb, name))
-			web.Redirect(w, r, views.AdminContainersURL+"#"+views.ContainerTypesID)
-			return
-		}
-		var ve *store.ValidationError
-		if !errors.As(err, &ve) {
-			web.Error(w, r, log, err)
-			return
-		}
-		v, verr := catalogueView(r.Context(), s)
-		if verr != nil {
-			web.Error(w, r, log, verr)
-			return
-		}
-		form.Errors = ve.Fields
-		v.RefusedType = &form
-		web.RenderStatus(w, r, log, http.StatusUnprocessableEntity, views.AdminContainersPage(v), nil)
+		verb := map[bool]string{true: "Added", false: "Saved"}[isNew]
+		saveCatalogue(log, s, sessions, w, r, problems, func(tx *store.Tx) error {
+			_, err := tx.SaveContainerType(r.Context(), web.Actor(r), t)
+			return err
+		}, fmt.Sprintf("%s the %s container type; containers built from now on get it.", verb, name), views.ContainerTypesID,
+			func(v *views.CatalogueView, errs map[string]string) { form.Errors = errs; v.RefusedType = &form })
 	}
+}
+
+// saveCatalogue saves a catalogue form in one transaction that changes
+// nothing when a field is wrong (problems found reading the form, or the
+// store's), then flashes done and goes back to the section anchor, or shows
+// the page again (422) with the refused form filled in by refused.
+func saveCatalogue(log *slog.Logger, s *store.Store, sessions *web.SessionStore, w http.ResponseWriter, r *http.Request,
+	problems store.Problems, save func(tx *store.Tx) error, done, anchor string, refused func(*views.CatalogueView, map[string]string)) {
+	err := s.InTx(r.Context(), func(tx *store.Tx) error {
+		if err := save(tx); mergeProblems(problems, err) != nil {
+			return err
+		}
+		return problems.Err()
+	})
+	if err == nil {
+		sessions.Flash(w, r, "success", done)
+		web.Redirect(w, r, views.AdminContainersURL+"#"+anchor)
+		return
+	}
+	var ve *store.ValidationError
+	if !errors.As(err, &ve) {
+		web.Error(w, r, log, err)
+		return
+	}
+	v, err := catalogueView(r.Context(), s)
+	if err != nil {
+		web.Error(w, r, log, err)
+		return
+	}
+	refused(&v, ve.Fields)
+	web.RenderStatus(w, r, log, http.StatusUnprocessableEntity, views.AdminContainersPage(v), nil)
 }
 
 // profileFromForm reads a profile's form.
@@ -219,34 +228,12 @@ func saveProfileForm(log *slog.Logger, s *store.Store, sessions *web.SessionStor
 		if _, exists := cur.Profile(name); isNew && exists {
 			problems.Add("name", fmt.Sprintf("a profile called %s exists already; change it in its row", name))
 		}
-		err = s.InTx(r.Context(), func(tx *store.Tx) error {
-			if _, err := tx.SaveContainerProfile(r.Context(), web.Actor(r), p); mergeProblems(problems, err) != nil {
-				return err
-			}
-			return problems.Err()
-		})
-		if err == nil {
-			verb := "Saved"
-			if isNew {
-				verb = "Added"
-			}
-			sessions.Flash(w, r, "success", fmt.Sprintf("%s the %s profile; running containers keep what they were given.", verb, name))
-			web.Redirect(w, r, views.AdminContainersURL+"#"+views.ContainerProfilesID)
-			return
-		}
-		var ve *store.ValidationError
-		if !errors.As(err, &ve) {
-			web.Error(w, r, log, err)
-			return
-		}
-		v, verr := catalogueView(r.Context(), s)
-		if verr != nil {
-			web.Error(w, r, log, verr)
-			return
-		}
-		form.Errors = ve.Fields
-		v.RefusedProfile = &form
-		web.RenderStatus(w, r, log, http.StatusUnprocessableEntity, views.AdminContainersPage(v), nil)
+		verb := map[bool]string{true: "Added", false: "Saved"}[isNew]
+		saveCatalogue(log, s, sessions, w, r, problems, func(tx *store.Tx) error {
+			_, err := tx.SaveContainerProfile(r.Context(), web.Actor(r), p)
+			return err
+		}, fmt.Sprintf("%s the %s profile; running containers keep what they were given.", verb, name), views.ContainerProfilesID,
+			func(v *views.CatalogueView, errs map[string]string) { form.Errors = errs; v.RefusedProfile = &form })
 	}
 }
 
