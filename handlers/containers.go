@@ -132,6 +132,9 @@ func containerView(ctx context.Context, s *store.Store, u store.User, c store.Co
 	if v.Type, err = s.ContainerType(ctx, c.Type); err != nil {
 		return v, err
 	}
+	// A fresh one is like this one: offered while the type still allows it.
+	v.CanRenew = v.CanRenew && v.Type.Allows(c.Profile) &&
+		!slices.ContainsFunc(c.Features, func(f store.ContainerFeature) bool { return !v.Type.AllowsFeature(f.Feature) })
 	if v.CanShell {
 		if a := containerAccess(ctx, c, v.Type); a != nil {
 			v.Connection, v.Sandbox = a.Connection, a.SandboxURL
@@ -337,7 +340,14 @@ func postFreshContainer(log *slog.Logger, s *store.Store, q Enqueuer, sessions *
 		fresh, old, err := freshContainer(r.Context(), s, q, web.Actor(r), *web.User(r), name)
 		var ce *store.ConflictError
 		var qe *store.QuotaError
-		if errors.As(err, &ce) || errors.As(err, &qe) {
+		var ve *store.ValidationError
+		switch {
+		case errors.As(err, &ve):
+			// The type changed since: it no longer allows this profile or a feature.
+			sessions.Flash(w, r, "error", "No fresh one like "+name+" can be given: "+web.FieldsText(ve.Fields)+". Request a new container instead; "+name+" is unchanged.")
+			web.Redirect(w, r, views.ContainerURL(name))
+			return
+		case errors.As(err, &ce) || errors.As(err, &qe):
 			sessions.Flash(w, r, "error", err.Error())
 			web.Redirect(w, r, views.ContainerURL(name))
 			return

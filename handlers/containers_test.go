@@ -409,3 +409,53 @@ func TestContainerTerminal(t *testing.T) {
 		}
 	})
 }
+
+func TestContainerAfterItsTypeChanged(t *testing.T) {
+	srv := handlertest.New(t)
+	ann := srv.SignIn(t, "ann@example.com")
+	admin := srv.Token(t, "root@example.com", store.RoleAdmin)
+	resp, _ := srv.Do(t, ann, handlertest.Request{Method: "POST", Path: "/containers", Form: url.Values{"type": {"web"}, "profile": {"medium"}}})
+	id := strings.TrimPrefix(resp.Header.Get("Location"), "/containers/")
+	srv.WaitContainer(t, id, store.ContainerReady)
+	// The admins shorten web's lifetime and stop offering medium.
+	resp, body := srv.Do(t, nil, handlertest.Request{Method: "PUT", Path: "/api/v1/containers/types/web", Token: admin,
+		Body: `{"stack":"Web","lifetime_hours":2,"images":{"sim":"sim/web"},"profiles":["small","large"]}`})
+	if resp.StatusCode != 200 {
+		t.Fatalf("change web: %d %s", resp.StatusCode, body)
+	}
+
+	t.Run("the page keeps the lifetime the container was given", func(t *testing.T) {
+		_, body := srv.Do(t, ann, handlertest.Request{Path: "/containers/" + id})
+		status := handlertest.Doc(t, body).Find("#container-status-" + id).Text()
+		if !strings.Contains(status, "after its 36 hours lifetime") {
+			t.Errorf("status says %q", status)
+		}
+		if handlertest.Doc(t, body).Find(`form[action="/containers/`+id+`/fresh"]`).Length() != 0 {
+			t.Error("a fresh one is offered though the type no longer allows the profile")
+		}
+	})
+	t.Run("a fresh one is refused with a message, and nothing changes", func(t *testing.T) {
+		before := containerRows(t, srv)
+		resp, _ := srv.Do(t, ann, handlertest.Request{Method: "POST", Path: "/containers/" + id + "/fresh", Form: url.Values{}})
+		if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/containers/"+id {
+			t.Fatalf("%d %q", resp.StatusCode, resp.Header.Get("Location"))
+		}
+		_, body := srv.Do(t, ann, handlertest.Request{Path: "/containers/" + id})
+		if flash := handlertest.Doc(t, body).Find(".flash-error").Text(); !strings.Contains(flash, "web containers run on small, large, not medium") {
+			t.Errorf("flash %q", flash)
+		}
+		if c, _ := srv.Store.Container(context.Background(), id); c.State != store.ContainerReady || containerRows(t, srv) != before {
+			t.Errorf("the refused fresh one changed something: %s", c.State)
+		}
+	})
+	t.Run("an admin ending it tells its owner", func(t *testing.T) {
+		resp, body := srv.Do(t, nil, handlertest.Request{Method: "DELETE", Path: "/api/v1/containers/" + id, Token: admin})
+		if resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("%d %s", resp.StatusCode, body)
+		}
+		_, body = srv.Do(t, ann, handlertest.Request{Path: "/inbox"})
+		if !strings.Contains(body, "was ended by root@example.com") {
+			t.Error("the owner's inbox does not say an admin ended the container")
+		}
+	})
+}

@@ -190,6 +190,10 @@ func CheckContainerLifetimes(ctx context.Context, s *store.Store, q enqueuer, wa
 	for _, c := range cs {
 		if c.ExpiresAt.After(now) {
 			err := s.InTx(ctx, func(tx *store.Tx) error {
+				// Read again in the transaction: ended a moment ago, it is warned of nothing.
+				if fresh, err := tx.ContainerByID(ctx, c.ID); err != nil || !fresh.Live() {
+					return err
+				}
 				sent, err := tx.Notify(ctx, store.Notification{
 					UserID: c.OwnerID, Kind: "container_ending", Link: "/containers/" + c.Name,
 					IdempotencyKey: fmt.Sprintf("container:%s:warn:%d", c.Name, c.ExpiresAt.Unix()),

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
 
 	"github.com/devport/devport/fleet"
 	"github.com/devport/devport/store"
@@ -78,7 +79,25 @@ type stackManifest struct {
 // StackManifestPath is where a container's manifest is, relative to its home.
 const StackManifestPath = ".devport/stack.json"
 
+// Work builds the container. An error on the last attempt fails it (and
+// gives its capacity back), whatever the error: a container is never left
+// provisioning for ever.
 func (w *provisionContainerWorker) Work(ctx context.Context, job *river.Job[ProvisionContainerArgs]) error {
+	err := w.work(ctx, job)
+	var snooze *rivertype.JobSnoozeError
+	var cancel *rivertype.JobCancelError
+	if err == nil || job.Attempt < job.MaxAttempts || errors.As(err, &snooze) || errors.As(err, &cancel) {
+		return err
+	}
+	c, lerr := w.s.ContainerByID(ctx, job.Args.ContainerID)
+	if lerr != nil || c.State != store.ContainerProvisioning {
+		return err
+	}
+	drv, _ := w.f.Driver(c.Driver)
+	return w.fail(ctx, job, c, drv, err)
+}
+
+func (w *provisionContainerWorker) work(ctx context.Context, job *river.Job[ProvisionContainerArgs]) error {
 	c, err := w.s.ContainerByID(ctx, job.Args.ContainerID)
 	if errors.Is(err, store.ErrNotFound) {
 		return river.JobCancel(err)
@@ -87,6 +106,17 @@ func (w *provisionContainerWorker) Work(ctx context.Context, job *river.Job[Prov
 		return err
 	}
 	if c.State != store.ContainerProvisioning {
+		if job.Attempt > 1 && c.InstanceID != "" && (c.State == store.ContainerEnded || c.State == store.ContainerFailed) {
+			// Ended while an earlier attempt was creating it, and that
+			// attempt could not remove what it made: nobody else will
+			// (destroying what is gone succeeds).
+			drv, err := w.f.Driver(c.Driver)
+			if err != nil {
+				return err
+			}
+			w.log.Info("Destroying the instance of a container ended while it was built", "container", c.Name, "instance", c.InstanceID)
+			return drv.Destroy(ctx, c.InstanceID)
+		}
 		return nil // ended meanwhile: its end removes what was made
 	}
 	drv, err := w.f.Driver(c.Driver)

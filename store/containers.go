@@ -563,6 +563,18 @@ WHERE id = :id AND state IN ('provisioning', 'ready')`, arg{"id": c.ID, "reason"
 	if err := tx.Audit(ctx, who, "container.end", "container", c.Name, map[string]any{"reason": reason}); err != nil {
 		return c, false, err
 	}
+	if reason == EndByOwner && c.OwnerID != 0 && (who.UserID == nil || *who.UserID != c.OwnerID) {
+		// Someone else (an admin) ended it: its owner hears it from devport.
+		_, err := tx.Notify(ctx, Notification{
+			UserID: c.OwnerID, Kind: "container_ended", Link: "/containers/" + c.Name,
+			IdempotencyKey: "container:" + c.Name + ":ended-by-other",
+			Title:          fmt.Sprintf("Your %s container %s was ended by %s", c.Type, c.Name, who.Name),
+			Body:           "It is being destroyed with everything on it. Request a new one from the Containers page whenever you need it.",
+		})
+		if err != nil {
+			return c, false, err
+		}
+	}
 	// A container still provisioning may have an instance the provisioning
 	// job is making: the destroy job waits for it and removes it.
 	c, err = tx.ContainerByID(ctx, c.ID)

@@ -37,6 +37,12 @@ SELECT name FROM devservers
 WHERE host_id = :host AND state NOT IN ('released', 'failed')
 ORDER BY name`
 
+// liveContainersOnHostSQL lists the On Demand containers on a host.
+const liveContainersOnHostSQL = `
+SELECT name FROM containers
+WHERE host_id = :host AND state IN ('provisioning', 'ready', 'ending')
+ORDER BY name`
+
 // ReconcileFleet makes the inventory match a fleet file, in one write
 // transaction: declared regions and hosts are inserted or updated (sizes,
 // kind, driver, tags, state), hosts that are not declared are retired, and
@@ -113,12 +119,24 @@ func (tx *Tx) reconcileFleet(ctx context.Context, d FleetDeclaration, ch *FleetC
 	if err := tx.SelectContext(ctx, &hosts, `SELECT `+hostColumns+` FROM hosts ORDER BY name`); err != nil {
 		return fmt.Errorf("hosts: %w", err)
 	}
-	live := func(h Host) ([]string, error) {
-		var names []string
+	// live says what occupies a host: its devservers, and its On Demand
+	// containers (pooled ones included); "" when nothing does.
+	live := func(h Host) (string, error) {
+		var names, containers []string
 		if err := selectNamed(ctx, tx, &names, liveDevserversOnHostSQL, arg{"host": h.ID}); err != nil {
-			return nil, fmt.Errorf("devservers on host %s: %w", h.Name, err)
+			return "", fmt.Errorf("devservers on host %s: %w", h.Name, err)
 		}
-		return names, nil
+		if err := selectNamed(ctx, tx, &containers, liveContainersOnHostSQL, arg{"host": h.ID}); err != nil {
+			return "", fmt.Errorf("containers on host %s: %w", h.Name, err)
+		}
+		var parts []string
+		if len(names) > 0 {
+			parts = append(parts, devserverList(names))
+		}
+		if len(containers) > 0 {
+			parts = append(parts, strings.Replace(devserverList(containers), "devserver", "container", 1))
+		}
+		return strings.Join(parts, " and "), nil
 	}
 	var refusals []string
 	declaredHosts := map[string]bool{}
@@ -181,13 +199,13 @@ VALUES (:name, :region, :kind, :driver, :state, :cpus, :memory_gb, :disk_gb, :gp
 			}
 		}
 		if len(problems) > 0 {
-			names, err := live(old)
+			occupants, err := live(old)
 			if err != nil {
 				return err
 			}
-			if len(names) > 0 {
+			if occupants != "" {
 				refusals = append(refusals, fmt.Sprintf("host %s has %s: %s while they are on it; move or release them first",
-					h.Name, devserverList(names), strings.Join(problems, ", ")))
+					h.Name, occupants, strings.Join(problems, ", ")))
 				continue
 			}
 		}
@@ -201,12 +219,12 @@ VALUES (:name, :region, :kind, :driver, :state, :cpus, :memory_gb, :disk_gb, :gp
 			}
 		}
 		if len(short) > 0 {
-			names, err := live(old)
+			occupants, err := live(old)
 			if err != nil {
 				return err
 			}
 			refusals = append(refusals, fmt.Sprintf("host %s has %s: %s; move or release some of them first",
-				h.Name, devserverList(names), strings.Join(short, ", ")))
+				h.Name, occupants, strings.Join(short, ", ")))
 			continue
 		}
 		h.ID, h.State = old.ID, state
@@ -227,13 +245,13 @@ WHERE id = :id`, h); err != nil {
 		if declaredHosts[h.Name] || h.State == "retired" {
 			continue
 		}
-		names, err := live(h)
+		occupants, err := live(h)
 		if err != nil {
 			return err
 		}
-		if len(names) > 0 {
+		if occupants != "" {
 			refusals = append(refusals, fmt.Sprintf("host %s has %s: move or release them before removing it from the fleet file",
-				h.Name, devserverList(names)))
+				h.Name, occupants))
 			continue
 		}
 		if _, err := execNamed(ctx, tx, `UPDATE hosts SET state = 'retired' WHERE id = :id`, arg{"id": h.ID}); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -322,4 +323,34 @@ func mustDevserver(t *testing.T, s *store.Store, name string) store.Devserver {
 		t.Fatal(err)
 	}
 	return d
+}
+
+func TestReconcileFleetKeepsContainerHosts(t *testing.T) {
+	ctx := context.Background()
+	s := storetest.New(t)
+	reconcile(t, s, fleetDecl())
+	if _, err := s.SeedContainerCatalogue(ctx, store.DemoContainers([]string{"prn", "ftw"})); err != nil {
+		t.Fatal(err)
+	}
+	ann := storetest.User(t, s, "ann@example.com")
+	var c store.Container
+	err := s.InTx(ctx, func(tx *store.Tx) error {
+		var err error
+		c, err = tx.RequestContainer(ctx, store.System, store.ContainerRequest{Owner: ann, Type: "web", Profile: "medium", Region: "prn"})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := snapshot(t, s)
+	d := fleetDecl()
+	d.Hosts = slices.DeleteFunc(d.Hosts, func(h store.Host) bool { return h.Name == c.Host })
+	_, err = s.ReconcileFleet(ctx, d)
+	var ce *store.ConflictError
+	if !errors.As(err, &ce) || !strings.Contains(ce.Message, "host "+c.Host+" has 1 container ("+c.Name+")") {
+		t.Fatalf("removing the host of a live container: %v", err)
+	}
+	if !reflect.DeepEqual(snapshot(t, s), before) {
+		t.Error("a refused reconcile changed the inventory")
+	}
 }
