@@ -20,6 +20,8 @@ var (
 	ErrUnreachable = errors.New("host unreachable")
 	// ErrNotSupported: the driver cannot do this (for example live migration).
 	ErrNotSupported = errors.New("not supported by this driver")
+	// ErrRefused: nothing listens on the port a Dialer was asked to reach.
+	ErrRefused = errors.New("connection refused")
 )
 
 // Spec is what to create: an environment of a flavour's size on a host.
@@ -178,4 +180,14 @@ type Session interface {
 // Interactive is a driver that can open sessions (every driver should).
 type Interactive interface {
 	OpenSession(ctx context.Context, id string, spec SessionSpec) (Session, error)
+}
+
+// Dialer is a driver that can reach a TCP port on an instance's own
+// loopback interface (127.0.0.1:port inside it), as SSH local port
+// forwarding does (VS Code Remote-SSH starts its server on one). The stream
+// runs through the driver, never to the instance's address. ctx bounds the
+// dial only; Close ends the stream. A port where nothing listens is an error
+// that wraps ErrRefused; a driver without processes returns ErrNotSupported.
+type Dialer interface {
+	DialPort(ctx context.Context, id string, port int) (io.ReadWriteCloser, error)
 }

@@ -5,10 +5,13 @@
 // devport profile. The user name tells them apart: a container's ID ("od" and
 // eight letters or digits) never has the dash every devserver's name has.
 // Sessions are bridged to the fleet driver of the target's host
-// (fleet.Interactive) and audited when they open and when they close. Only
-// public-key authentication and session channels exist: passwords,
-// keyboard-interactive, port forwarding, agent forwarding and subsystems
-// (sftp) are refused.
+// (fleet.Interactive) and audited when they open and when they close.
+// Local port forwarding (ssh -L, VS Code Remote-SSH) reaches ports on the
+// environment's own loopback through the driver (fleet.Dialer; see
+// forward.go). Only public-key authentication, session and direct-tcpip
+// channels exist: passwords, keyboard-interactive, forwarding to other
+// hosts, remote forwarding, agent and X11 forwarding and subsystems (sftp)
+// are refused.
 package sshgateway
 
 import (
@@ -388,6 +391,7 @@ func (s *Server) serveConn(c net.Conn) {
 	// down once its sessions have said goodbye (5 s at most).
 	var sessions sync.WaitGroup
 	var active atomic.Int64
+	var forwards atomic.Int64
 	stop := context.AfterFunc(s.ctx, func() {
 		for wait := time.Now().Add(5 * time.Second); active.Load() > 0 && time.Now().Before(wait); {
 			time.Sleep(10 * time.Millisecond)
@@ -396,8 +400,12 @@ func (s *Server) serveConn(c net.Conn) {
 	})
 	defer stop()
 	for nc := range chans {
+		if nc.ChannelType() == "direct-tcpip" {
+			cn.forward(nc, &forwards, &sessions)
+			continue
+		}
 		if nc.ChannelType() != "session" {
-			_ = nc.Reject(ssh.Prohibited, "devport opens shells and commands only; port forwarding and "+nc.ChannelType()+" channels are not allowed")
+			_ = nc.Reject(ssh.Prohibited, "devport opens shells, commands and forwards to the environment's own ports only; "+nc.ChannelType()+" channels are not allowed")
 			continue
 		}
 		if active.Load() >= maxSessions {
@@ -428,6 +436,7 @@ type access struct {
 	user  store.User
 	t     target
 	inter fleet.Interactive
+	drv   fleet.Driver // for forwards (fleet.Dialer)
 }
 
 // authorize re-reads the person and the target for every session, so a
@@ -479,5 +488,5 @@ func (cn *conn) authorize() (access, string) {
 	if !ok {
 		return access{}, fmt.Sprintf("%s %s runs on host %s, whose driver %s cannot open shells", t.kind, t.name, t.host, t.driver)
 	}
-	return access{user: u, t: t, inter: inter}, ""
+	return access{user: u, t: t, inter: inter, drv: drv}, ""
 }
