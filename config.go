@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/mail"
 	"net/url"
 	"path/filepath"
 	"slices"
@@ -47,6 +48,11 @@ type config struct {
 	ContainerWarning   time.Duration
 	LogLevel           string
 	LogFormat          string
+
+	// Email over SMTP (off when SMTPAddr is empty) and chat through a
+	// Slack-compatible incoming webhook (off when ChatWebhookURL is empty).
+	SMTPAddr, SMTPTLS, SMTPUser, SMTPPassword, SMTPFrom string
+	ChatWebhookURL                                      string
 }
 
 // setting is one configuration value: its flag, its variable, its default,
@@ -214,6 +220,44 @@ func settings(c *config, devLogin *string) []setting {
 		}},
 		{"container-freshness", "DEVPORT_CONTAINER_FRESHNESS", "6h", "a pooled On Demand container older than this is recycled, so every user gets current tooling", dur(&c.ContainerFreshness, time.Minute)},
 		{"container-warning", "DEVPORT_CONTAINER_WARNING", "2h", "how long before an On Demand container ends its owner is warned in the inbox", dur(&c.ContainerWarning, time.Minute)},
+		{"smtp-addr", "DEVPORT_SMTP_ADDR", "", "SMTP server for email notifications, host:port (empty: email off)", func(v string) error {
+			if v = strings.TrimSpace(v); v == "" {
+				c.SMTPAddr = ""
+				return nil
+			}
+			host, port, err := net.SplitHostPort(v)
+			if p, perr := strconv.Atoi(port); err != nil || host == "" || perr != nil || p < 1 || p > 65535 {
+				return errors.New("not host:port, such as smtp.example.com:587")
+			}
+			c.SMTPAddr = v
+			return nil
+		}},
+		{"smtp-tls", "DEVPORT_SMTP_TLS", "starttls", "how email is encrypted: none, starttls or tls (implicit, port 465)", func(v string) error {
+			if v != "none" && v != "starttls" && v != "tls" {
+				return errors.New("must be none, starttls or tls")
+			}
+			c.SMTPTLS = v
+			return nil
+		}},
+		{"smtp-user", "DEVPORT_SMTP_USER", "", "SMTP user name (empty: no authentication)", str(&c.SMTPUser)},
+		{"smtp-password", "DEVPORT_SMTP_PASSWORD", "", "SMTP password", func(v string) error { c.SMTPPassword = v; return nil }},
+		{"smtp-from", "DEVPORT_SMTP_FROM", "", "sender address of email notifications, such as devport@example.com", func(v string) error {
+			v = strings.TrimSpace(v)
+			if v != "" {
+				if _, err := mail.ParseAddress(v); err != nil {
+					return errors.New("not an email address")
+				}
+			}
+			c.SMTPFrom = v
+			return nil
+		}},
+		{"chat-webhook-url", "DEVPORT_CHAT_WEBHOOK_URL", "", "Slack-compatible incoming webhook for chat notifications (empty: chat off)", func(v string) error {
+			if _, err := httpURL(strings.TrimSpace(v)); err != nil {
+				return errors.New("not an http(s) URL, such as https://hooks.slack.com/services/...")
+			}
+			c.ChatWebhookURL = strings.TrimSpace(v)
+			return nil
+		}},
 		{"backup-dir", "DEVPORT_BACKUP_DIR", "", "directory of the backup store (default: backups in the data directory)", str(&c.BackupDir)},
 		{"backup-interval", "DEVPORT_BACKUP_INTERVAL", "24h", "how often each ready devserver is backed up on schedule", dur(&c.BackupInterval, time.Hour)},
 		{"backup-keep-last", "DEVPORT_BACKUP_KEEP_LAST", "7", "retention: how many of each devserver's newest backups are kept", count(&c.BackupKeepLast, 1)},
@@ -307,6 +351,12 @@ func (c *config) finish(devLogin string) error {
 		case c.OIDCRedirectURL == "":
 			return &settingError{env: "DEVPORT_OIDC_REDIRECT_URL", flag: "oidc-redirect-url", value: "", problem: "is required with DEVPORT_OIDC_ISSUER, such as https://devport.example.com/auth/oidc/callback"}
 		}
+	}
+	if c.SMTPAddr != "" && c.SMTPFrom == "" {
+		return &settingError{env: "DEVPORT_SMTP_FROM", flag: "smtp-from", problem: "is required with DEVPORT_SMTP_ADDR, such as devport@example.com"}
+	}
+	if c.SMTPUser != "" && c.SMTPPassword == "" {
+		return &settingError{env: "DEVPORT_SMTP_PASSWORD", flag: "smtp-password", problem: "is required with DEVPORT_SMTP_USER"}
 	}
 	switch devLogin {
 	case "1", "true", "on", "yes":

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -253,10 +254,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	drivers := fleetSrc.Fleet
+	senders, err := notificationSenders(c)
+	if err != nil {
+		return err
+	}
 	runner, err := jobs.New(ctx, jobs.Options{Store: s, Fleet: drivers, Log: log, Metrics: registry, SessionIdle: c.SessionIdle,
 		PoolInterval: c.PoolInterval, BackupDir: c.BackupPath(), BackupInterval: c.BackupInterval,
 		BackupRetention: jobs.Retention{KeepLast: c.BackupKeepLast, KeepDays: c.BackupKeepDays}, LeaseReminders: c.LeaseReminders,
-		ContainerFreshness: c.ContainerFreshness, ContainerWarning: c.ContainerWarning})
+		ContainerFreshness: c.ContainerFreshness, ContainerWarning: c.ContainerWarning, Senders: senders})
 	if err != nil {
 		return err
 	}
@@ -295,6 +300,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		},
 		Static:             static.FS,
 		ContainerFreshness: c.ContainerFreshness,
+		Channels:           senders.Offered(),
 	})
 
 	ln, err := net.Listen("tcp", c.Addr)
@@ -361,4 +367,28 @@ func startSSHGateway(c config, s *store.Store, drivers *fleet.Fleet, log *slog.L
 	fmt.Fprintf(stdout, "devport SSH gateway on %s (host key %s)\n", ln.Addr(), gateway.HostKeyFingerprint())
 	log.Info("SSH gateway", "addr", ln.Addr().String(), "host_key", gateway.HostKeyFingerprint())
 	return gateway, ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// notificationSenders are the email and chat senders the settings turn on.
+func notificationSenders(c config) (jobs.Senders, error) {
+	base := "http://" + c.Addr
+	if u, err := url.Parse(c.OIDCRedirectURL); err == nil && u.Host != "" {
+		base = u.Scheme + "://" + u.Host
+	}
+	var senders jobs.Senders
+	if c.SMTPAddr != "" {
+		e, err := jobs.NewEmailSender(jobs.EmailConfig{Addr: c.SMTPAddr, TLS: c.SMTPTLS, User: c.SMTPUser, Password: c.SMTPPassword, From: c.SMTPFrom, BaseURL: base})
+		if err != nil {
+			return senders, &settingError{env: "DEVPORT_SMTP_ADDR", flag: "smtp-addr", value: c.SMTPAddr, problem: err.Error()}
+		}
+		senders.Email = e
+	}
+	if c.ChatWebhookURL != "" {
+		chat, err := jobs.NewChatSender(c.ChatWebhookURL, base, 0)
+		if err != nil {
+			return senders, &settingError{env: "DEVPORT_CHAT_WEBHOOK_URL", flag: "chat-webhook-url", problem: err.Error()}
+		}
+		senders.Chat = chat
+	}
+	return senders, nil
 }

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 
@@ -60,6 +61,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		return id
 	}
 	ct := requestContainer()
+	task := ownerTask(t, srv)
 	callers := []string{"anonymous", "owner", "sharee", "stranger", "admin", "reviewer"}
 
 	api := []struct {
@@ -107,6 +109,25 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"GET", "/api/v1/notifications", "", map[string]int{"anonymous": 401, "owner": 200, "stranger": 200, "admin": 200, "reviewer": 200}},
 		{"POST", "/api/v1/notifications/read-all", "", map[string]int{"anonymous": 401, "owner": 200, "stranger": 200, "admin": 200, "reviewer": 200}},
 		{"POST", "/api/v1/notifications/999999/read", "", map[string]int{"anonymous": 401, "owner": 404, "stranger": 404, "admin": 404, "reviewer": 404}},
+		{"GET", "/api/v1/runbooks", "", map[string]int{"anonymous": 401, "owner": 403, "sharee": 403, "stranger": 403, "admin": 200, "reviewer": 403}},
+		{"GET", "/api/v1/runbooks/backup-region", "", map[string]int{"anonymous": 401, "owner": 403, "sharee": 403, "stranger": 403, "admin": 200, "reviewer": 403}},
+		{"POST", "/api/v1/runbooks/backup-region/versions", `{"yaml":"name: x"}`, map[string]int{"anonymous": 401, "owner": 403, "sharee": 403, "stranger": 403, "admin": 422, "reviewer": 403}},
+		{"POST", "/api/v1/runbooks/backup-region/runs", `{"params":{"region":5}}`, map[string]int{"anonymous": 401, "owner": 403, "sharee": 403, "stranger": 403, "admin": 422, "reviewer": 403}},
+		{"GET", "/api/v1/runs/999999", "", map[string]int{"anonymous": 401, "owner": 403, "sharee": 403, "stranger": 403, "admin": 404, "reviewer": 403}},
+		{"POST", "/api/v1/runs/999999/cancel", "", map[string]int{"anonymous": 401, "owner": 403, "sharee": 403, "stranger": 403, "admin": 404, "reviewer": 403}},
+		{"POST", "/api/v1/runs/999999/steps/nope/complete", "", map[string]int{"anonymous": 401, "owner": 403, "sharee": 403, "stranger": 403, "admin": 404, "reviewer": 403}},
+		{"POST", "/api/v1/runs/999999/steps/nope/retry", "", map[string]int{"anonymous": 401, "owner": 403, "sharee": 403, "stranger": 403, "admin": 404, "reviewer": 403}},
+		{"GET", "/api/v1/tasks", "", map[string]int{"anonymous": 401, "owner": 200, "stranger": 200, "admin": 200, "reviewer": 200}},
+		{"POST", "/api/v1/tasks/" + task + "/done", "", map[string]int{"anonymous": 401, "owner": 200, "sharee": 404, "stranger": 404, "admin": 404, "reviewer": 404}},
+		{"GET", "/api/v1/me/preferences", "", map[string]int{"anonymous": 401, "owner": 200, "stranger": 200, "admin": 200, "reviewer": 200}},
+		{"PUT", "/api/v1/me/preferences", `{"inbox":false}`, map[string]int{"anonymous": 401, "owner": 422, "stranger": 422, "admin": 422, "reviewer": 422}},
+		{"GET", "/api/v1/banners", "", map[string]int{"anonymous": 401, "owner": 200, "stranger": 200, "admin": 200, "reviewer": 200}},
+		{"GET", "/api/v1/banners?all=1", "", map[string]int{"anonymous": 401, "owner": 403, "stranger": 403, "admin": 200, "reviewer": 403}},
+		{"POST", "/api/v1/banners", `{"message":""}`, map[string]int{"anonymous": 401, "owner": 403, "sharee": 403, "stranger": 403, "admin": 422, "reviewer": 403}},
+		{"PATCH", "/api/v1/banners/999999", `{"message":"x"}`, map[string]int{"anonymous": 401, "owner": 403, "sharee": 403, "stranger": 403, "admin": 404, "reviewer": 403}},
+		{"DELETE", "/api/v1/banners/999999", "", map[string]int{"anonymous": 401, "owner": 403, "sharee": 403, "stranger": 403, "admin": 404, "reviewer": 403}},
+		{"GET", "/api/v1/deliveries", "", map[string]int{"anonymous": 401, "owner": 403, "sharee": 403, "stranger": 403, "admin": 200, "reviewer": 403}},
+		{"POST", "/api/v1/deliveries/999999/retry", "", map[string]int{"anonymous": 401, "owner": 403, "sharee": 403, "stranger": 403, "admin": 404, "reviewer": 403}},
 		{"GET", "/api/v1/devservers/" + ds + "/shares", "", map[string]int{"anonymous": 401, "owner": 200, "sharee": 200, "stranger": 404, "admin": 200, "reviewer": 404}},
 		{"POST", "/api/v1/devservers/" + ds + "/shares", `{"email":"nobody@example.com"}`, map[string]int{"anonymous": 401, "owner": 422, "sharee": 403, "stranger": 404, "admin": 422, "reviewer": 404}},
 		{"DELETE", "/api/v1/devservers/" + ds + "/shares/nobody@example.com", "", map[string]int{"anonymous": 401, "owner": 404, "sharee": 403, "stranger": 404, "admin": 404, "reviewer": 404}},
@@ -185,6 +206,26 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"GET", "/inbox", nil, map[string]int{"anonymous": 303, "owner": 200, "stranger": 200, "admin": 200, "reviewer": 200}},
 		{"POST", "/inbox/read-all", url.Values{}, map[string]int{"anonymous": 303, "owner": 303, "stranger": 303, "admin": 303, "reviewer": 303}},
 		{"POST", "/inbox/999999/read", url.Values{}, map[string]int{"anonymous": 303, "owner": 404, "stranger": 404, "admin": 404, "reviewer": 404}},
+		{"GET", "/admin/runbooks", nil, map[string]int{"anonymous": 303, "owner": 403, "sharee": 403, "stranger": 403, "admin": 200, "reviewer": 403}},
+		{"POST", "/admin/runbooks", url.Values{"yaml": {"name: x"}}, map[string]int{"anonymous": 303, "owner": 403, "sharee": 403, "stranger": 403, "admin": 422, "reviewer": 403}},
+		{"GET", "/admin/runbooks/backup-region", nil, map[string]int{"anonymous": 303, "owner": 403, "sharee": 403, "stranger": 403, "admin": 200, "reviewer": 403}},
+		{"GET", "/admin/runbooks/backup-region/plan?param.region=nowhere", nil, map[string]int{"anonymous": 303, "owner": 403, "sharee": 403, "stranger": 403, "admin": 422, "reviewer": 403}},
+		{"POST", "/admin/runbooks/backup-region/runs", url.Values{"param.region": {"nowhere"}}, map[string]int{"anonymous": 303, "owner": 403, "sharee": 403, "stranger": 403, "admin": 422, "reviewer": 403}},
+		{"POST", "/admin/runbooks/backup-region/versions", url.Values{"yaml": {"steps: ["}}, map[string]int{"anonymous": 303, "owner": 403, "sharee": 403, "stranger": 403, "admin": 422, "reviewer": 403}},
+		{"GET", "/admin/runs/999999", nil, map[string]int{"anonymous": 303, "owner": 403, "sharee": 403, "stranger": 403, "admin": 404, "reviewer": 403}},
+		{"POST", "/admin/runs/999999/cancel", url.Values{}, map[string]int{"anonymous": 303, "owner": 403, "sharee": 403, "stranger": 403, "admin": 404, "reviewer": 403}},
+		{"POST", "/admin/runs/999999/steps/nope/retry", url.Values{}, map[string]int{"anonymous": 303, "owner": 403, "sharee": 403, "stranger": 403, "admin": 404, "reviewer": 403}},
+		{"POST", "/admin/runs/999999/steps/nope/complete", url.Values{}, map[string]int{"anonymous": 303, "owner": 403, "sharee": 403, "stranger": 403, "admin": 404, "reviewer": 403}},
+		{"GET", "/tasks", nil, map[string]int{"anonymous": 303, "owner": 200, "stranger": 200, "admin": 200, "reviewer": 200}},
+		{"POST", "/tasks/999999/done", url.Values{}, map[string]int{"anonymous": 303, "owner": 404, "stranger": 404, "admin": 404, "reviewer": 404}},
+		{"POST", "/profile/preferences", url.Values{"email": {"on"}}, map[string]int{"anonymous": 303, "owner": 422, "stranger": 422, "admin": 422, "reviewer": 422}},
+		{"GET", "/admin/banners", nil, map[string]int{"anonymous": 303, "owner": 403, "stranger": 403, "admin": 200, "reviewer": 403}},
+		{"POST", "/admin/banners", url.Values{"message": {""}}, map[string]int{"anonymous": 303, "owner": 403, "stranger": 403, "admin": 422, "reviewer": 403}},
+		{"GET", "/admin/banners/999999", nil, map[string]int{"anonymous": 303, "owner": 403, "stranger": 403, "admin": 404, "reviewer": 403}},
+		{"POST", "/admin/banners/999999", url.Values{"message": {"x"}}, map[string]int{"anonymous": 303, "owner": 403, "stranger": 403, "admin": 404, "reviewer": 403}},
+		{"POST", "/admin/banners/999999/delete", url.Values{}, map[string]int{"anonymous": 303, "owner": 403, "stranger": 403, "admin": 404, "reviewer": 403}},
+		{"GET", "/admin/deliveries", nil, map[string]int{"anonymous": 303, "owner": 403, "stranger": 403, "admin": 200, "reviewer": 403}},
+		{"POST", "/admin/deliveries/999999/retry", url.Values{}, map[string]int{"anonymous": 303, "owner": 403, "stranger": 403, "admin": 404, "reviewer": 403}},
 		{"POST", "/devservers/" + ds + "/shares", url.Values{"email": {"nobody@example.com"}}, map[string]int{"anonymous": 303, "owner": 422, "sharee": 403, "stranger": 404, "admin": 422, "reviewer": 404}},
 		{"POST", "/devservers/" + ds + "/shares/nobody@example.com/remove", url.Values{}, map[string]int{"anonymous": 303, "owner": 404, "sharee": 403, "stranger": 404, "admin": 404, "reviewer": 404}},
 		{"GET", "/profile", nil, map[string]int{"anonymous": 303, "owner": 200, "sharee": 200, "stranger": 200, "admin": 200, "reviewer": 200}},
@@ -235,8 +276,15 @@ func TestAuthorizationMatrix(t *testing.T) {
 			path = strings.Replace(path, "/keys/999999", "/keys/{id}", 1)
 			path = strings.Replace(path, "/policies/leases/vm.small", "/policies/leases/{flavor}", 1)
 			path = strings.Replace(path, "/policies/quotas/engineer", "/policies/quotas/{role}", 1)
-			for _, prefix := range []string{"/notifications/", "/inbox/", "/backups/"} {
+			path = strings.Replace(path, "/runbooks/backup-region", "/runbooks/{name}", 1)
+			path = strings.Replace(path, "/runs/999999", "/runs/{id}", 1)
+			path = strings.Replace(path, "/steps/nope", "/steps/{step}", 1)
+			for _, prefix := range []string{"/notifications/", "/inbox/", "/backups/", "/tasks/", "/deliveries/"} {
 				path = strings.Replace(path, prefix+"999999/", prefix+"{id}/", 1)
+			}
+			path = strings.Replace(path, "/tasks/"+task+"/", "/tasks/{id}/", 1)
+			if strings.HasSuffix(path, "/banners/999999") || strings.Contains(path, "/banners/999999/") {
+				path = strings.Replace(path, "/banners/999999", "/banners/{id}", 1)
 			}
 			path = strings.ReplaceAll(path, ct, "{id}")
 			return method + " " + strings.ReplaceAll(path, ds, "{name}")
@@ -357,4 +405,22 @@ func TestPolicies(t *testing.T) {
 			t.Errorf("%s: see %v release %v list all %v", c.who, store.CanSeeDevserver(c.u, d), store.CanManageDevserver(c.u, d), store.CanListAllDevservers(c.u))
 		}
 	}
+}
+
+// ownerTask gives owner@example.com a task through a notification and returns its ID.
+func ownerTask(t *testing.T, srv *handlertest.Server) string {
+	t.Helper()
+	ctx := t.Context()
+	var id int64
+	err := srv.Store.InTx(ctx, func(tx *store.Tx) error {
+		if _, err := tx.NotifyAudience(ctx, store.System, store.Audience{Kind: store.AudienceUsers, Emails: []string{"owner@example.com"}},
+			store.Message{Kind: "test", Title: "Move out of prn", Key: "authz-task", Task: &store.TaskSpec{Title: "Move out of prn", Due: tx.Now().Add(24 * time.Hour)}}); err != nil {
+			return err
+		}
+		return tx.GetContext(ctx, &id, `SELECT id FROM tasks ORDER BY id DESC LIMIT 1`)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strconv.FormatInt(id, 10)
 }

@@ -82,6 +82,12 @@ var validSeeds = map[string]string{
 	"POST /profile/home-region":                         "home_region=prn",
 	"POST /login/dev":                                   "email=someone%40example.com&roles=engineer",
 	"POST /devservers/{name}/features/{feature}/remove": "",
+	"PUT /api/v1/me/preferences":                        `{"inbox":true,"email":false,"chat":false}`,
+	"POST /api/v1/banners":                              `{"message":"Drill","severity":"warning","region":"prn","audience":"affected","starts_at":"2030-01-01T09:00:00Z","ends_at":"2030-01-01T17:00:00Z","sev_id":3}`,
+	"PATCH /api/v1/banners/{id}":                        `{"severity":"critical","ends_at":null}`,
+	"POST /profile/preferences":                         "",
+	"POST /admin/banners":                               "message=Drill&severity=warning&region=prn&audience=affected&starts_at=2030-01-01T09%3A00&ends_at=2030-01-01T17%3A00&sev_id=3",
+	"POST /admin/banners/{id}":                          "message=Drill&severity=info&audience=all",
 }
 
 // validParams are path parameters that name something that exists.

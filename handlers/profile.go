@@ -25,6 +25,10 @@ func profileView(ctx context.Context, s *store.Store, u store.User) (views.Profi
 		return v, err
 	}
 	v.Home.Current = u.HomeRegion
+	if v.Channels.Prefs, err = s.Preferences(ctx, u.ID); err != nil {
+		return v, err
+	}
+	v.Channels.Offered = views.ChromeFrom(ctx).Channels
 	v.Oneoffs, err = s.Oneoffs(ctx, u.ID)
 	return v, err
 }

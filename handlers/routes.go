@@ -53,6 +53,8 @@ type Options struct {
 	// ContainerFreshness is how long a pooled container may wait before it
 	// counts as stale on the capacity page (0: store.DefaultContainerFreshness).
 	ContainerFreshness time.Duration
+	// Channels are the notification channels people may choose besides the inbox.
+	Channels store.Offered
 }
 
 // New returns the router with every route.
@@ -64,7 +66,7 @@ func New(o Options) http.Handler {
 	if o.Terminals == nil {
 		o.Terminals = NewTerminals()
 	}
-	auth := &web.Auth{Store: o.Store, Sessions: o.Sessions, Log: log, DevLogin: o.DevLogin, Fleet: o.Fleet}
+	auth := &web.Auth{Store: o.Store, Sessions: o.Sessions, Log: log, DevLogin: o.DevLogin, Fleet: o.Fleet, Channels: o.Channels}
 	s, q := o.Store, o.Jobs
 
 	r := chi.NewRouter()
@@ -134,6 +136,21 @@ func New(o Options) http.Handler {
 		r.Post("/admin/capacity/pools/{region}/{type}/{profile}", saveContainerPoolForm(log, s, q, o.Sessions, fresh, false))
 	})
 
+	// Admin: runbooks and their runs.
+	r.Group(func(r chi.Router) {
+		r.Use(web.RequireUser(log), web.RequireRole(log, store.RoleAdmin), web.NoStore)
+		r.Get("/admin/runbooks", adminRunbooks(log, s))
+		r.Post("/admin/runbooks", addRunbookVersionForm(log, s, o.Sessions, false))
+		r.Get("/admin/runbooks/{name}", adminRunbook(log, s))
+		r.Get("/admin/runbooks/{name}/plan", planRunbookForm(log, s))
+		r.Post("/admin/runbooks/{name}/runs", startRunbookForm(log, s, q, o.Sessions))
+		r.Post("/admin/runbooks/{name}/versions", addRunbookVersionForm(log, s, o.Sessions, true))
+		r.Get("/admin/runs/{id}", adminRun(log, s))
+		r.Post("/admin/runs/{id}/cancel", runAction(log, s, o.Sessions, cancelRun(s, q)))
+		r.Post("/admin/runs/{id}/steps/{step}/retry", runAction(log, s, o.Sessions, retryRunStep(s, q)))
+		r.Post("/admin/runs/{id}/steps/{step}/complete", runAction(log, s, o.Sessions, completeRunStep(s, q)))
+	})
+
 	// Admin: the landing page and pools.
 	r.Group(func(r chi.Router) {
 		r.Use(web.RequireUser(log), web.RequireRole(log, store.RoleAdmin), web.NoStore)
@@ -183,6 +200,24 @@ func New(o Options) http.Handler {
 		r.Get("/inbox", showInbox(log, s))
 		r.Post("/inbox/read-all", readAllNotifications(log, s, o.Sessions))
 		r.Post("/inbox/{id}/read", readNotification(log, s))
+	})
+
+	// Communications: tasks, notification channels, banners and the delivery log.
+	r.Group(func(r chi.Router) {
+		r.Use(web.RequireUser(log), web.NoStore)
+		r.Get("/tasks", showTasks(log, s))
+		r.Post("/tasks/{id}/done", postTaskDone(log, s, o.Sessions))
+		r.Post("/profile/preferences", postPreferences(log, s, o.Channels, o.Sessions))
+	})
+	r.Group(func(r chi.Router) {
+		r.Use(web.RequireUser(log), web.RequireRole(log, store.RoleAdmin), web.NoStore)
+		r.Get("/admin/banners", adminBanners(log, s))
+		r.Post("/admin/banners", saveBannerForm(log, s, o.Sessions, true))
+		r.Get("/admin/banners/{id}", adminBannerEdit(log, s))
+		r.Post("/admin/banners/{id}", saveBannerForm(log, s, o.Sessions, false))
+		r.Post("/admin/banners/{id}/delete", deleteBannerForm(log, s, o.Sessions))
+		r.Get("/admin/deliveries", adminDeliveries(log, s, o.Channels))
+		r.Post("/admin/deliveries/{id}/retry", retryDeliveryForm(log, s, o.Sessions))
 	})
 
 	// The API: every action of the UI, with the same authorization.
@@ -245,6 +280,27 @@ func New(o Options) http.Handler {
 		r.Get("/notifications", apiListNotifications(log, s))
 		r.Post("/notifications/read-all", apiReadAllNotifications(log, s))
 		r.Post("/notifications/{id}/read", apiReadNotification(log, s))
+		r.Group(func(r chi.Router) {
+			r.Use(web.RequireRole(log, store.RoleAdmin))
+			r.Get("/runbooks", apiRunbooks(log, s))
+			r.Get("/runbooks/{name}", apiRunbook(log, s))
+			r.Post("/runbooks/{name}/versions", apiAddRunbookVersion(log, s))
+			r.Post("/runbooks/{name}/runs", apiStartRun(log, s, q))
+			r.Get("/runs/{id}", apiShowRun(log, s))
+			r.Post("/runs/{id}/cancel", apiRunAction(log, s, http.StatusOK, cancelRun(s, q)))
+			r.Post("/runs/{id}/steps/{step}/complete", apiRunAction(log, s, http.StatusOK, completeRunStep(s, q)))
+			r.Post("/runs/{id}/steps/{step}/retry", apiRunAction(log, s, http.StatusAccepted, retryRunStep(s, q)))
+		})
+		r.Get("/tasks", apiListTasks(log, s))
+		r.Post("/tasks/{id}/done", apiTaskDone(log, s))
+		r.Get("/me/preferences", apiGetPreferences(log, s))
+		r.Put("/me/preferences", apiPutPreferences(log, s, o.Channels))
+		r.Get("/banners", apiListBanners(log, s))
+		r.With(web.RequireRole(log, store.RoleAdmin)).Post("/banners", apiCreateBanner(log, s))
+		r.With(web.RequireRole(log, store.RoleAdmin)).Patch("/banners/{id}", apiPatchBanner(log, s))
+		r.With(web.RequireRole(log, store.RoleAdmin)).Delete("/banners/{id}", apiDeleteBanner(log, s))
+		r.With(web.RequireRole(log, store.RoleAdmin)).Get("/deliveries", apiListDeliveries(log, s))
+		r.With(web.RequireRole(log, store.RoleAdmin)).Post("/deliveries/{id}/retry", apiRetryDelivery(log, s))
 	})
 	return r
 }

@@ -61,6 +61,10 @@ type Options struct {
 	// ContainerWarning is how long before its end a container's owner is
 	// warned (default 2 h).
 	ContainerWarning time.Duration
+	// Senders send email and chat deliveries; a nil sender is a channel that is off.
+	Senders Senders
+	// DeliverEvery is how often due deliveries are sent (default 3 s).
+	DeliverEvery time.Duration
 }
 
 // Runner is the in-process job queue and its workers.
@@ -104,6 +108,9 @@ func New(ctx context.Context, opts Options) (*Runner, error) {
 	if _, err := migrator.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
 		return nil, fmt.Errorf("jobs: migrate: %w", err)
 	}
+	if err := prepareRunbooks(ctx, opts.Store, log); err != nil {
+		return nil, fmt.Errorf("jobs: %w", err)
+	}
 
 	files, err := newBackupFiles(opts.BackupDir)
 	if err != nil {
@@ -136,6 +143,12 @@ func New(ctx context.Context, opts Options) (*Runner, error) {
 	river.AddWorker(workers, containerPool)
 	lifetimes := &containerLifetimesWorker{s: opts.Store, warn: opts.ContainerWarning, log: log}
 	river.AddWorker(workers, lifetimes)
+	runbookSteps := &runbookStepWorker{s: opts.Store, log: log}
+	river.AddWorker(workers, runbookSteps)
+	runbookDeadlines := &runbookDeadlineWorker{s: opts.Store}
+	river.AddWorker(workers, runbookDeadlines)
+	river.AddWorker(workers, &deliverWorker{s: opts.Store, senders: opts.Senders, log: log})
+	river.AddWorker(workers, &tasksOverdueWorker{s: opts.Store, log: log})
 
 	client, err := river.NewClient(driver, &river.Config{
 		Logger:                      log,
@@ -150,6 +163,9 @@ func New(ctx context.Context, opts Options) (*Runner, error) {
 			river.NewPeriodicJob(river.PeriodicInterval(15*time.Minute), func() (river.JobArgs, *river.InsertOpts) {
 				return SessionCleanupArgs{}, nil
 			}, &river.PeriodicJobOpts{RunOnStart: true}),
+			river.NewPeriodicJob(river.PeriodicInterval(cmp.Or(opts.DeliverEvery, DefaultDeliverEvery)), func() (river.JobArgs, *river.InsertOpts) {
+				return DeliverArgs{}, nil
+			}, &river.PeriodicJobOpts{RunOnStart: true}),
 		},
 	})
 	if err != nil {
@@ -157,6 +173,7 @@ func New(ctx context.Context, opts Options) (*Runner, error) {
 	}
 	r := &Runner{client: client, log: log, attempts: opts.MaxAttempts}
 	refill.q, containerPools.q, containerPool.q, lifetimes.q = r, r, r, r
+	runbookSteps.q, runbookDeadlines.q = r, r
 	schedule.r, leases.r = r, r
 	if !opts.NoSchedules {
 		client.PeriodicJobs().Add(river.NewPeriodicJob(river.PeriodicInterval(backupScheduleEvery), func() (river.JobArgs, *river.InsertOpts) {
@@ -167,6 +184,9 @@ func New(ctx context.Context, opts Options) (*Runner, error) {
 		}, &river.PeriodicJobOpts{RunOnStart: true}))
 		client.PeriodicJobs().Add(river.NewPeriodicJob(river.PeriodicInterval(containerCheckEvery), func() (river.JobArgs, *river.InsertOpts) {
 			return ContainerLifetimesArgs{}, nil
+		}, &river.PeriodicJobOpts{RunOnStart: true}))
+		client.PeriodicJobs().Add(river.NewPeriodicJob(river.PeriodicInterval(tasksOverdueEvery), func() (river.JobArgs, *river.InsertOpts) {
+			return TasksOverdueArgs{}, nil
 		}, &river.PeriodicJobOpts{RunOnStart: true}))
 	}
 	if opts.PoolInterval > 0 {
@@ -180,7 +200,8 @@ func New(ctx context.Context, opts Options) (*Runner, error) {
 			FeatureArgs{}.Kind(), OneoffsArgs{}.Kind(), RolloutArgs{}.Kind(), MigrateArgs{}.Kind(),
 			BackupArgs{}.Kind(), RestoreArgs{}.Kind(), BackupScheduleArgs{}.Kind(), LeaseCheckArgs{}.Kind(),
 			ProvisionContainerArgs{}.Kind(), EndContainerArgs{}.Kind(), ContainerSetupArgs{}.Kind(), RefillContainerPoolsArgs{}.Kind(),
-			RefillContainerPoolArgs{}.Kind(), ContainerLifetimesArgs{}.Kind()})
+			RefillContainerPoolArgs{}.Kind(), ContainerLifetimesArgs{}.Kind(), DeliverArgs{}.Kind(), TasksOverdueArgs{}.Kind(),
+			RunbookStepArgs{}.Kind(), RunbookDeadlineArgs{}.Kind()})
 	}
 	return r, nil
 }

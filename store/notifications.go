@@ -28,9 +28,16 @@ func (n Notification) Unread() bool { return n.ReadAt == nil }
 
 // Notify puts a notification in a person's inbox, once: a second call with
 // the same idempotency key does nothing and returns false.
+// Every notification also records its deliveries per the person's channel preferences.
 func (tx *Tx) Notify(ctx context.Context, n Notification) (bool, error) {
+	_, sent, err := tx.notify(ctx, n)
+	return sent, err
+}
+
+// notify is Notify that also returns the new notification's ID.
+func (tx *Tx) notify(ctx context.Context, n Notification) (int64, bool, error) {
 	if n.UserID == 0 || n.IdempotencyKey == "" || strings.TrimSpace(n.Title) == "" {
-		return false, fmt.Errorf("notify: a user, a title and an idempotency key are required")
+		return 0, false, fmt.Errorf("notify: a user, a title and an idempotency key are required")
 	}
 	var id int64
 	err := getNamed(ctx, tx, &id, `
@@ -39,12 +46,15 @@ VALUES (:user_id, :kind, :title, :body, :link, :key, :now)
 ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING id`, arg{"user_id": n.UserID, "kind": n.Kind, "title": n.Title, "body": n.Body, "link": n.Link, "key": n.IdempotencyKey, "now": tx.Now()})
 	if errors.Is(err, ErrNotFound) {
-		return false, nil // already sent
+		return 0, false, nil // already sent
 	}
 	if err != nil {
-		return false, fmt.Errorf("notify %s: %w", n.IdempotencyKey, err)
+		return 0, false, fmt.Errorf("notify %s: %w", n.IdempotencyKey, err)
 	}
-	return true, tx.Audit(ctx, System, "notification.send", "user", strconv.FormatInt(n.UserID, 10),
+	if err := tx.recordDeliveries(ctx, id, n.UserID); err != nil {
+		return 0, false, err
+	}
+	return id, true, tx.Audit(ctx, System, "notification.send", "user", strconv.FormatInt(n.UserID, 10),
 		map[string]any{"notification": id, "kind": n.Kind})
 }
 

@@ -20,6 +20,28 @@ type Chrome struct {
 	// Unread counts the signed-in user's unread notifications for the
 	// navigation; it is asked only when a full page is drawn.
 	Unread func() int
+	// OpenTasks counts the signed-in user's open tasks for the navigation.
+	OpenTasks func() int
+	// Banners lists the banners active for the signed-in user now.
+	Banners func() []store.Banner
+	// Channels are the notification channels this portal sends over.
+	Channels store.Offered
+}
+
+// OpenTaskCount is the navigation's open task count, 0 when nobody is signed in.
+func (c *Chrome) OpenTaskCount() int {
+	if c.User == nil || c.OpenTasks == nil {
+		return 0
+	}
+	return c.OpenTasks()
+}
+
+// ActiveBanners are the banners every page shows the signed-in user.
+func (c *Chrome) ActiveBanners() []store.Banner {
+	if c.User == nil || c.Banners == nil {
+		return nil
+	}
+	return c.Banners()
 }
 
 // UnreadCount is the navigation's unread count, 0 when nobody is signed in.

@@ -20,6 +20,8 @@ type Auth struct {
 	// DevLogin and Fleet are shown in every page's frame.
 	DevLogin bool
 	Fleet    string
+	// Channels are the notification channels this portal sends over.
+	Channels store.Offered
 }
 
 // Middleware resolves the principal and prepares the page frame. It never
@@ -28,7 +30,7 @@ func (a *Auth) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := context.WithValue(r.Context(), sessionStoreKey{}, a.Sessions)
 		ctx = context.WithValue(ctx, sessionExpiredKey, &expiredFlag{})
-		chrome := &views.Chrome{DevLogin: a.DevLogin, Fleet: a.Fleet}
+		chrome := &views.Chrome{DevLogin: a.DevLogin, Fleet: a.Fleet, Channels: a.Channels}
 		ctx = views.WithChrome(ctx, chrome)
 		r = r.WithContext(ctx)
 
@@ -46,6 +48,20 @@ func (a *Auth) Middleware(next http.Handler) http.Handler {
 					a.Log.Warn("Could not count unread notifications", "error", err)
 				}
 				return n
+			}
+			chrome.OpenTasks = func() int {
+				n, err := a.Store.OpenTasks(ctx, uid)
+				if err != nil {
+					a.Log.Warn("Could not count open tasks", "error", err)
+				}
+				return n
+			}
+			chrome.Banners = func() []store.Banner {
+				bs, err := a.Store.ActiveBanners(ctx, uid)
+				if err != nil {
+					a.Log.Warn("Could not list active banners", "error", err)
+				}
+				return bs
 			}
 			r = r.WithContext(withPrincipal(r.Context(), p))
 		}

@@ -65,6 +65,8 @@ type Options struct {
 	// Drivers are fleet drivers besides the simulator, for inventory hosts
 	// that name them (such as the Docker driver).
 	Drivers []fleet.Driver
+	// Senders turn on email and chat (default: inbox only).
+	Senders jobs.Senders
 }
 
 // New starts a portal. It stops when the test ends.
@@ -90,7 +92,7 @@ func New(t testing.TB, opts ...Options) *Server {
 	registry := prometheus.NewRegistry()
 	drivers := fleet.New(append([]fleet.Driver{simDriver}, o.Drivers...)...)
 	runner, err := jobs.New(ctx, jobs.Options{BackupDir: t.TempDir(), Store: s, Fleet: drivers, Log: log, Metrics: registry, SessionIdle: o.SessionIdle, MaxAttempts: o.MaxAttempts,
-		PoolInterval: o.PoolInterval, NoSchedules: !o.Schedules})
+		PoolInterval: o.PoolInterval, NoSchedules: !o.Schedules, Senders: o.Senders})
 	if err != nil {
 		t.Fatalf("jobs: %v", err)
 	}
@@ -113,7 +115,8 @@ func New(t testing.TB, opts ...Options) *Server {
 	h := handlers.New(handlers.Options{
 		Log: log, Store: s, Jobs: runner, Sessions: sessions, OIDC: oidc, DevLogin: !o.NoDevLogin,
 		Fleet: "simulated fleet", Drivers: drivers, Terminals: terminals, Registry: registry, Static: static.FS,
-		Ready: func(ctx context.Context) error { return s.Ping(ctx) },
+		Ready:    func(ctx context.Context) error { return s.Ping(ctx) },
+		Channels: o.Senders.Offered(),
 	})
 	srv.Config.Handler = h
 	srv.Start()
