@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
 
 	"github.com/devport/devport/store"
 )
@@ -19,7 +20,14 @@ type DeliverArgs struct{}
 func (DeliverArgs) Kind() string { return "deliver_notifications" }
 
 // InsertOpts: a failed run is not retried; the next tick, seconds later, is the retry.
-func (DeliverArgs) InsertOpts() river.InsertOpts { return river.InsertOpts{MaxAttempts: 1} }
+//
+// One deliver run at a time: a slow or hung mail server holds one worker,
+// never all of them (the periodic insert is skipped while one waits or runs).
+func (DeliverArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{MaxAttempts: 1, UniqueOpts: river.UniqueOpts{ByState: []rivertype.JobState{
+		rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRunning, rivertype.JobStateScheduled, rivertype.JobStateRetryable,
+	}}}
+}
 
 // DefaultDeliverEvery is how often due deliveries are sent.
 const DefaultDeliverEvery = 3 * time.Second
@@ -80,7 +88,11 @@ func Deliver(ctx context.Context, s *store.Store, senders Senders, log *slog.Log
 			continue
 		}
 		sendErr := send(ctx, senders, d)
-		err = s.InTx(ctx, func(tx *store.Tx) error {
+		// The outcome is recorded even when the job's time is up: a message
+		// the server took must not be sent again.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		err = s.InTx(rctx, func(tx *store.Tx) error {
+			ctx := rctx
 			if sendErr == nil {
 				_, err := tx.DeliverySent(ctx, d)
 				return err
@@ -95,6 +107,7 @@ func Deliver(ctx context.Context, s *store.Store, senders Senders, log *slog.Log
 			}
 			return err
 		})
+		cancel()
 		if err != nil {
 			return res, fmt.Errorf("record delivery %d: %w", d.ID, err)
 		}

@@ -492,11 +492,24 @@ func endRun(ctx context.Context, tx *store.Tx, q enqueuer, who store.Actor, run 
 		return nil
 	}
 	// The parent's step waits for this run.
-	parent := *run.ParentRunID
 	if state == store.RunSucceeded {
-		return finishStep(ctx, tx, q, parent, run.ParentStep, []string{store.StepWaiting}, store.StepSucceeded, fmt.Sprintf("Nested run %d succeeded", run.ID), "")
+		return finishParentStep(ctx, tx, q, run, store.StepSucceeded, fmt.Sprintf("Nested run %d succeeded", run.ID))
 	}
-	return finishStep(ctx, tx, q, parent, run.ParentStep, []string{store.StepWaiting}, store.StepFailed, fmt.Sprintf("nested run %d %s: %s", run.ID, state, reason), "")
+	return finishParentStep(ctx, tx, q, run, store.StepFailed, fmt.Sprintf("nested run %d %s: %s", run.ID, state, reason))
+}
+
+// finishParentStep ends the parent's step that waits for the nested run
+// child, unless that step now waits for another nested run (a retry of the
+// step started a new one): an old run ending must not finish it.
+func finishParentStep(ctx context.Context, tx *store.Tx, q enqueuer, child store.Run, state, message string) error {
+	ps, err := tx.RunStep(ctx, *child.ParentRunID, child.ParentStep)
+	if err != nil {
+		return err
+	}
+	if ps.ChildRunID == nil || *ps.ChildRunID != child.ID {
+		return nil
+	}
+	return finishStep(ctx, tx, q, *child.ParentRunID, child.ParentStep, []string{store.StepWaiting}, state, message, "")
 }
 
 // finishStep ends a step (succeeded or failed), counts it off its dependents
@@ -579,6 +592,15 @@ func RetryRunStep(ctx context.Context, s *store.Store, q enqueuer, who store.Act
 		}
 		if st.State != store.StepFailed {
 			return store.Conflict("step_not_failed", fmt.Sprintf("Step %q is %s; only a failed step can be retried.", name, st.State))
+		}
+		if run.ParentRunID != nil {
+			ps, err := tx.RunStep(ctx, *run.ParentRunID, run.ParentStep)
+			if err != nil {
+				return err
+			}
+			if ps.ChildRunID == nil || *ps.ChildRunID != id {
+				return store.Conflict("run_superseded", fmt.Sprintf("Run %d is no longer the one step %q of run %d waits for; retry there instead.", id, run.ParentStep, *run.ParentRunID))
+			}
 		}
 		if err := reopen(ctx, tx, run); err != nil {
 			return err
@@ -724,7 +746,7 @@ func (w *runbookStepWorker) Work(ctx context.Context, job *river.Job[RunbookStep
 	if st.State != store.StepRunning {
 		return done(ctx, w.s, job) // finished by an earlier attempt, or cancelled
 	}
-	if def.Timeout > 0 && st.StartedAt != nil && now.Sub(*st.StartedAt) > def.Timeout {
+	if def.Timeout > 0 && st.StartedAt != nil && now.Sub(w.attemptStart(ctx, run.ID, def, st)) > def.Timeout {
 		return w.fail(ctx, job, run, def, fmt.Errorf("%w: timed out after %s", errStepFailed, def.Timeout))
 	}
 
@@ -742,6 +764,11 @@ func (w *runbookStepWorker) Work(ctx context.Context, job *river.Job[RunbookStep
 				return err
 			} else if ok {
 				if err := tx.AddRunEvent(ctx, store.RunEvent{RunID: run.ID, Step: def.Name, Kind: store.EventWaiting, Message: "Waiting for a person: " + def.Instructions}); err != nil {
+					return err
+				}
+				// A step waiting for a person holds no slot of the run's
+				// concurrency: the next ready steps may start.
+				if err := advance(ctx, tx, w.q, run.ID); err != nil {
 					return err
 				}
 			}
@@ -786,6 +813,9 @@ func (w *runbookStepWorker) nested(ctx context.Context, job *river.Job[RunbookSt
 				if err := tx.AddRunEvent(ctx, store.RunEvent{RunID: run.ID, Step: def.Name, Kind: store.EventWaiting, Message: fmt.Sprintf("Waiting for nested run %d of %s version %d", child.ID, nd.Name, nd.Version)}); err != nil {
 					return err
 				}
+				if err := advance(ctx, tx, w.q, run.ID); err != nil {
+					return err
+				}
 			}
 			c, err := tx.Run(ctx, child.ID)
 			if err != nil {
@@ -809,7 +839,7 @@ func endRunParentStep(ctx context.Context, tx *store.Tx, q enqueuer, c store.Run
 	if c.State != store.RunSucceeded {
 		state, msg = store.StepFailed, fmt.Sprintf("nested run %d %s: %s", c.ID, c.State, c.Error)
 	}
-	return finishStep(ctx, tx, q, *c.ParentRunID, c.ParentStep, []string{store.StepWaiting}, state, msg, "")
+	return finishParentStep(ctx, tx, q, c, state, msg)
 }
 
 // operation runs a registered operation: its effect, its log lines and, when
@@ -838,7 +868,11 @@ func (w *runbookStepWorker) operation(ctx context.Context, job *river.Job[Runboo
 		if cur.State != store.StepRunning || r.State != store.RunRunning {
 			return completeTx(ctx, tx, job)
 		}
-		res, opErr = op.run(ctx, tx, &opEnv{s: w.s, q: w.q, run: run, step: def.Name, now: now}, args)
+		retries, err := tx.StepRetries(ctx, run.ID, def.Name)
+		if err != nil {
+			return err
+		}
+		res, opErr = op.run(ctx, tx, &opEnv{s: w.s, q: w.q, run: run, step: def.Name, attempt: retries, now: now}, args)
 		if opErr != nil {
 			return opErr // nothing of this pass is kept
 		}
@@ -889,10 +923,7 @@ func (w *runbookStepWorker) fail(ctx context.Context, job *river.Job[RunbookStep
 		}
 		attempts := max(def.Retry.Attempts, 1)
 		if n < attempts && !final {
-			wait = def.Retry.Backoff << min(n-1, 10)
-			if wait <= 0 {
-				wait = time.Second
-			}
+			wait = retryWait(def, n)
 			return tx.AddRunEvent(ctx, store.RunEvent{RunID: run.ID, Step: def.Name, Kind: store.EventRetried,
 				Message: fmt.Sprintf("Attempt %d of %d failed (%s); trying again in %s", n, attempts, msg, wait)})
 		}
@@ -908,6 +939,30 @@ func (w *runbookStepWorker) fail(ctx context.Context, job *river.Job[RunbookStep
 		return river.JobSnooze(wait)
 	}
 	return nil
+}
+
+// retryWait is the pause before a step's next attempt after n failed ones:
+// its backoff, doubling, at least a second.
+func retryWait(def runbook.Step, n int) time.Duration {
+	wait := def.Retry.Backoff << min(max(n-1, 0), 10)
+	if wait <= 0 {
+		wait = time.Second
+	}
+	return wait
+}
+
+// attemptStart is when the step's current attempt began: a step's timeout
+// is for one attempt, and the pause before a retry is not part of it.
+func (w *runbookStepWorker) attemptStart(ctx context.Context, runID int64, def runbook.Step, st store.RunStep) time.Time {
+	start := *st.StartedAt
+	if st.Attempts == 0 {
+		return start
+	}
+	at, err := w.s.LastStepRetry(ctx, runID, def.Name)
+	if err != nil || at.IsZero() || at.Before(start) {
+		return start
+	}
+	return at.Add(retryWait(def, st.Attempts))
 }
 
 // runbookDeadlineWorker fails a run that is still going at its deadline; it

@@ -29,7 +29,10 @@ type opEnv struct {
 	q    enqueuer
 	run  store.Run
 	step string
-	now  time.Time
+	// attempt counts the step's retries so far (by its policy or by a
+	// person): a pass after a failure sees it grow, and it never goes back.
+	attempt int
+	now     time.Time
 }
 
 // effect returns what this step recorded under key.
@@ -224,6 +227,39 @@ func opBackupDevservers() operation {
 				if requested == 0 {
 					res.Logs = append(res.Logs, "No devserver of "+region+" to back up")
 					return res, nil
+				}
+			}
+			// A retry after a failed attempt backs up again the devservers
+			// whose backup failed (once per attempt); the others are done.
+			if e.attempt > 0 {
+				key := "rerequested:" + strconv.Itoa(e.attempt)
+				if _, ok, err := e.effect(ctx, tx, key); err != nil {
+					return res, err
+				} else if !ok {
+					again, err := tx.FailedStepBackups(ctx, e.run.ID, e.step)
+					if err != nil {
+						return res, err
+					}
+					for _, d := range again {
+						b, err := tx.RequestBackup(ctx, store.Actor{Name: "runbook run " + strconv.FormatInt(e.run.ID, 10)}, d, store.BackupManual)
+						var ce *store.ConflictError
+						if errors.As(err, &ce) {
+							res.Logs = append(res.Logs, fmt.Sprintf("Skipped %s: %s", d.Name, ce.Message))
+							continue
+						} else if err != nil {
+							return res, err
+						}
+						if err := e.q.Enqueue(ctx, tx, BackupArgs{BackupID: b.ID}); err != nil {
+							return res, err
+						}
+						if err := tx.ReplaceStepEffect(ctx, e.run.ID, e.step, "backup:"+d.Name, strconv.FormatInt(b.ID, 10)); err != nil {
+							return res, err
+						}
+						res.Logs = append(res.Logs, fmt.Sprintf("Backing up %s again (backup %d)", d.Name, b.ID))
+					}
+					if err := e.record(ctx, tx, key, strconv.Itoa(len(again))); err != nil {
+						return res, err
+					}
 				}
 			}
 			counts, failed, err := tx.StepBackups(ctx, e.run.ID, e.step)

@@ -174,7 +174,10 @@ func NewChatSender(webhookURL, baseURL string, timeout time.Duration) (*ChatSend
 	if timeout <= 0 {
 		timeout = 30 * time.Second
 	}
-	return &ChatSender{url: webhookURL, baseURL: baseURL, client: &http.Client{Timeout: timeout}}, nil
+	return &ChatSender{url: webhookURL, baseURL: baseURL, client: &http.Client{Timeout: timeout,
+		// A redirect is not followed: the message would go to whatever host
+		// the answer names. It counts as a failed attempt.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}, nil
 }
 
 // IdempotencyHeader carries a chat message's idempotency key, for webhooks that deduplicate.

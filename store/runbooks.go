@@ -494,6 +494,63 @@ func (tx *Tx) RecordStepEffect(ctx context.Context, runID int64, step, key, valu
 	return nil
 }
 
+// StepRetries counts how often a step was retried (by its policy or by a
+// person): it only grows, even when a person's retry resets the attempts.
+func (tx *Tx) StepRetries(ctx context.Context, runID int64, step string) (int, error) {
+	var n int
+	err := getNamed(ctx, tx, &n, `SELECT COUNT(*) FROM runbook_run_events WHERE run_id = :run AND step = :step AND kind = 'retried'`, arg{"run": runID, "step": step})
+	if err != nil {
+		return 0, fmt.Errorf("retries of step %q of run %d: %w", step, runID, err)
+	}
+	return n, nil
+}
+
+// LastStepRetry is when a step was last retried (zero when never).
+func (s *Store) LastStepRetry(ctx context.Context, runID int64, step string) (time.Time, error) {
+	var at []time.Time
+	err := selectNamed(ctx, s.read, &at, `SELECT at FROM runbook_run_events WHERE run_id = :run AND step = :step AND kind = 'retried' ORDER BY id DESC LIMIT 1`, arg{"run": runID, "step": step})
+	if err != nil || len(at) == 0 {
+		return time.Time{}, err
+	}
+	return at[0], nil
+}
+
+// ReplaceStepEffect changes what a step recorded under key (a backup taken
+// again replaces the one that failed).
+func (tx *Tx) ReplaceStepEffect(ctx context.Context, runID int64, step, key, value string) error {
+	n, err := execNamed(ctx, tx, `UPDATE runbook_step_effects SET value = :value, at = :now WHERE run_id = :run AND step = :step AND key = :key`,
+		arg{"run": runID, "step": step, "key": key, "value": value, "now": tx.Now()})
+	if err == nil && n == 0 {
+		err = ErrNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("effect %s of step %q of run %d: %w", key, step, runID, err)
+	}
+	return nil
+}
+
+// FailedStepBackups are the devservers whose backup, requested by a step,
+// failed or was deleted, and that still exist to be backed up again.
+func (tx *Tx) FailedStepBackups(ctx context.Context, runID int64, step string) ([]Devserver, error) {
+	var ids []int64
+	err := selectNamed(ctx, tx, &ids, `
+SELECT b.devserver_id FROM runbook_step_effects e JOIN backups b ON b.id = CAST(e.value AS INTEGER)
+WHERE e.run_id = :run AND e.step = :step AND e.key LIKE 'backup::%' AND b.state IN ('failed', 'deleted')
+ORDER BY e.key`, arg{"run": runID, "step": step})
+	if err != nil {
+		return nil, fmt.Errorf("failed backups of step %q of run %d: %w", step, runID, err)
+	}
+	out := make([]Devserver, 0, len(ids))
+	for _, id := range ids {
+		d, err := tx.DevserverByID(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
 // StepBackups counts the backups a step requested (recorded as effects
 // "backup:NAME" holding the backup's ID) by state, and names the devservers
 // whose backup failed: one query, however many devservers a region holds.

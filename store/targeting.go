@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -221,6 +222,9 @@ func (m Message) Validate() error {
 	if strings.TrimSpace(m.Key) == "" {
 		p.Add("key", "is required")
 	}
+	if !SafeLink(m.Link) {
+		p.Add("link", "must be a path in devport (starting with one /) or an http or https address")
+	}
 	if m.Task != nil {
 		switch {
 		case strings.TrimSpace(m.Task.Title) == "":
@@ -289,4 +293,17 @@ func mergeValidation(err error) error {
 		}
 	}
 	return p.Err()
+}
+
+// SafeLink tells whether a link may be put in front of people: empty, a
+// path in devport ("/…" but not "//…"), or an http or https address.
+func SafeLink(link string) bool {
+	if link == "" {
+		return true
+	}
+	if strings.HasPrefix(link, "/") {
+		return !strings.HasPrefix(link, "//") && !strings.HasPrefix(link, "/\\")
+	}
+	u, err := url.Parse(link)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
 }
