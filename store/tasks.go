@@ -116,6 +116,14 @@ func (s *Store) OverdueTasks(ctx context.Context, now time.Time, afterID int64, 
 // task per day (the idempotency key carries the date). It tells whether a
 // reminder was sent now.
 func (tx *Tx) RemindOverdueTask(ctx context.Context, t Task, now time.Time) (bool, error) {
+	// Read again in the transaction: a task marked done a moment ago is not reminded.
+	var open int
+	if err := getNamed(ctx, tx, &open, `SELECT COUNT(*) FROM tasks WHERE id = :id AND done_at IS NULL`, arg{"id": t.ID}); err != nil {
+		return false, fmt.Errorf("task %d: %w", t.ID, err)
+	}
+	if open == 0 {
+		return false, nil
+	}
 	day := now.UTC().Format("2006-01-02")
 	return tx.Notify(ctx, Notification{
 		UserID: t.UserID, Kind: "task_overdue",

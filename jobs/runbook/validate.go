@@ -150,6 +150,9 @@ func (v *validator) params(st *Step, what, noun string, declared []Param) {
 			whole := len(rs) == 1 && strings.TrimSpace(val.(string)) == "${"+r+"}"
 			if whole && !compatible(rp.Type, p.Type) {
 				v.add(st, field, "parameter %q of %s %s is a %s, but ${%s} is a %s", k, noun, what, p.Type, r, rp.Type)
+			} else if whole && p.Required && p.Default == nil && !rp.Required && rp.Default == nil {
+				// The run may leave it out, and then the step cannot run.
+				v.add(st, field, "parameter %q of %s %s is required, but ${%s} is optional with no default: make it required or give it a default", k, noun, what, r)
 			}
 		}
 	}
