@@ -96,6 +96,29 @@ func newLogger(c config, out io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(out, opts))
 }
 
+// lockDataDir makes this process the one portal serving from the data
+// directory: a second `serve` on it would run the same jobs and take over
+// job rows the first one is running. The lock goes with the process, even
+// when it is killed.
+func lockDataDir(dir string) (func(), error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory %s: %w", dir, err)
+	}
+	path := filepath.Join(dir, "serve.lock")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("data directory %s: %w", dir, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("another devport is serving from the data directory %s (it holds %s); stop it first, or give this one its own --data-dir", dir, path)
+		}
+		return nil, fmt.Errorf("lock the data directory %s: %w", dir, err)
+	}
+	return func() { f.Close() }, nil
+}
+
 func openStore(ctx context.Context, c config, log *slog.Logger) (*store.Store, error) {
 	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory %s: %w", c.DataDir, err)
@@ -236,6 +259,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if !c.DevLogin && c.OIDCIssuer == "" {
 		return errors.New("no way to sign in: set DEVPORT_OIDC_ISSUER (with its client settings) or DEVPORT_DEV_LOGIN=1")
 	}
+	unlock, err := lockDataDir(c.DataDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	s, err := openStore(ctx, c, log)
 	if err != nil {
 		return err

@@ -152,3 +152,19 @@ func TestRunServes(t *testing.T) {
 		}
 	})
 }
+
+func TestServeHoldsTheDataDirectory(t *testing.T) {
+	p := startPortal(t, "--sim-latency", "0s", "--pool-interval", "0s")
+	var out strings.Builder
+	err := run(context.Background(), []string{"devport", "serve", "--addr", "127.0.0.1:0", "--ssh-addr", "off", "--data-dir", p.DataDir},
+		func(string) string { return "" }, &out)
+	if err == nil || !strings.Contains(err.Error(), "another devport is serving from the data directory "+p.DataDir) {
+		t.Fatalf("a second serve on the same data directory: %v", err)
+	}
+	// The first one still serves.
+	resp, err := http.Get(p.URL + "/healthz")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("the first portal after the refused second: %v", err)
+	}
+	resp.Body.Close()
+}

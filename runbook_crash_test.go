@@ -181,7 +181,7 @@ func TestRunbookSurvivesKill(t *testing.T) {
 			fmt.Sprintf("  - {name: pause %d, op: wait, params: {duration: 400ms}}", i))
 	}
 	steps = append(steps, "  - {name: tell, op: notify, params: {audience: region_devservers, region: \"${region}\", title: Drill over}}")
-	src := "name: crash-drill\nversion: 1\nparams:\n  region: region\nsteps:\n" + strings.Join(steps, "\n") + "\n"
+	src := "name: crash-drill\nversion: 1\nparams:\n  region: {type: region, required: true}\nsteps:\n" + strings.Join(steps, "\n") + "\n"
 	body, _ := json.Marshal(map[string]string{"yaml": src})
 	p.api(t, token, "POST", "/api/v1/runbooks/crash-drill/versions", string(body), http.StatusCreated)
 	var run struct{ ID int64 }
