@@ -62,6 +62,9 @@ func TestAuthorizationMatrix(t *testing.T) {
 	}
 	ct := requestContainer()
 	task := ownerTask(t, srv)
+	sev := matrixSev(t, srv, tokens["admin"]) // an open SEV: engineers read it and add notes
+	// fu is a follow-up of sev that "owner" owns: they may change its status.
+	fu := matrixFollowup(t, srv, tokens["admin"], sev)
 	callers := []string{"anonymous", "owner", "sharee", "stranger", "admin", "reviewer"}
 
 	api := []struct {
@@ -128,6 +131,27 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"DELETE", "/api/v1/banners/999999", "", map[string]int{"anonymous": 401, "owner": 403, "sharee": 403, "stranger": 403, "admin": 404, "reviewer": 403}},
 		{"GET", "/api/v1/deliveries", "", map[string]int{"anonymous": 401, "owner": 403, "sharee": 403, "stranger": 403, "admin": 200, "reviewer": 403}},
 		{"POST", "/api/v1/deliveries/999999/retry", "", map[string]int{"anonymous": 401, "owner": 403, "sharee": 403, "stranger": 403, "admin": 404, "reviewer": 403}},
+		{"GET", "/api/v1/sevs", "", map[string]int{"anonymous": 401, "owner": 200, "sharee": 200, "stranger": 200, "admin": 200, "reviewer": 200}},
+		{"POST", "/api/v1/sevs", `{"title":""}`, map[string]int{"anonymous": 401, "owner": 403, "sharee": 403, "stranger": 403, "admin": 422, "reviewer": 422}},
+		{"GET", "/api/v1/sevs/" + sev, "", map[string]int{"anonymous": 401, "owner": 200, "sharee": 200, "stranger": 200, "admin": 200, "reviewer": 200}},
+		{"PATCH", "/api/v1/sevs/" + sev, `{"severity":9}`, map[string]int{"anonymous": 401, "owner": 403, "sharee": 403, "stranger": 403, "admin": 422, "reviewer": 422}},
+		{"GET", "/api/v1/sevs/" + sev + "/timeline", "", map[string]int{"anonymous": 401, "owner": 200, "sharee": 200, "stranger": 200, "admin": 200, "reviewer": 200}},
+		{"POST", "/api/v1/sevs/" + sev + "/timeline", `{"text":""}`, map[string]int{"anonymous": 401, "owner": 422, "sharee": 422, "stranger": 422, "admin": 422, "reviewer": 422}},
+		{"POST", "/api/v1/sevs/" + sev + "/broadcast", `{"text":""}`, map[string]int{"anonymous": 401, "owner": 403, "sharee": 403, "stranger": 403, "admin": 422, "reviewer": 422}},
+		{"PUT", "/api/v1/sevs/999999/subscription", "", map[string]int{"anonymous": 401, "owner": 404, "sharee": 404, "stranger": 404, "admin": 404, "reviewer": 404}},
+		{"DELETE", "/api/v1/sevs/999999/subscription", "", map[string]int{"anonymous": 401, "owner": 404, "sharee": 404, "stranger": 404, "admin": 404, "reviewer": 404}},
+		{"GET", "/api/v1/sevs/" + sev + "/report", "", map[string]int{"anonymous": 401, "owner": 404, "sharee": 404, "stranger": 404, "admin": 404, "reviewer": 404}},
+		{"PUT", "/api/v1/sevs/" + sev + "/report", `{"summary":"x"}`, map[string]int{"anonymous": 401, "owner": 403, "sharee": 403, "stranger": 403, "admin": 409, "reviewer": 409}},
+		{"GET", "/api/v1/sevs/" + sev + "/review", "", map[string]int{"anonymous": 401, "owner": 404, "sharee": 404, "stranger": 404, "admin": 404, "reviewer": 404}},
+		{"POST", "/api/v1/sevs/" + sev + "/review", `{"checklist":{"nope":true}}`, map[string]int{"anonymous": 401, "owner": 403, "sharee": 403, "stranger": 403, "admin": 422, "reviewer": 422}},
+		{"GET", "/api/v1/reviews", "", map[string]int{"anonymous": 401, "owner": 200, "sharee": 200, "stranger": 200, "admin": 200, "reviewer": 200}},
+		{"GET", "/api/v1/sevs/" + sev + "/followups", "", map[string]int{"anonymous": 401, "owner": 200, "sharee": 200, "stranger": 200, "admin": 200, "reviewer": 200}},
+		{"POST", "/api/v1/sevs/" + sev + "/followups", `{"kind":"nope"}`, map[string]int{"anonymous": 401, "owner": 403, "sharee": 403, "stranger": 403, "admin": 422, "reviewer": 422}},
+		{"GET", "/api/v1/followups", "", map[string]int{"anonymous": 401, "owner": 200, "sharee": 200, "stranger": 200, "admin": 200, "reviewer": 200}},
+		{"PATCH", "/api/v1/followups/" + fu, `{"status":"nope"}`, map[string]int{"anonymous": 401, "owner": 422, "sharee": 403, "stranger": 403, "admin": 422, "reviewer": 422}},
+		{"PATCH", "/api/v1/followups/" + fu, `{"title":""}`, map[string]int{"owner": 403, "admin": 422, "reviewer": 422}},
+		{"PATCH", "/api/v1/followups/999999", `{"status":"done"}`, map[string]int{"anonymous": 401, "owner": 404, "sharee": 404, "stranger": 404, "admin": 404, "reviewer": 404}},
+		{"GET", "/api/v1/sevs/" + sev + "/export", "", map[string]int{"anonymous": 401, "owner": 200, "sharee": 200, "stranger": 200, "admin": 200, "reviewer": 200}},
 		{"GET", "/api/v1/devservers/" + ds + "/shares", "", map[string]int{"anonymous": 401, "owner": 200, "sharee": 200, "stranger": 404, "admin": 200, "reviewer": 404}},
 		{"POST", "/api/v1/devservers/" + ds + "/shares", `{"email":"nobody@example.com"}`, map[string]int{"anonymous": 401, "owner": 422, "sharee": 403, "stranger": 404, "admin": 422, "reviewer": 404}},
 		{"DELETE", "/api/v1/devservers/" + ds + "/shares/nobody@example.com", "", map[string]int{"anonymous": 401, "owner": 404, "sharee": 403, "stranger": 404, "admin": 404, "reviewer": 404}},
@@ -226,6 +250,28 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"POST", "/admin/banners/999999/delete", url.Values{}, map[string]int{"anonymous": 303, "owner": 403, "stranger": 403, "admin": 404, "reviewer": 403}},
 		{"GET", "/admin/deliveries", nil, map[string]int{"anonymous": 303, "owner": 403, "stranger": 403, "admin": 200, "reviewer": 403}},
 		{"POST", "/admin/deliveries/999999/retry", url.Values{}, map[string]int{"anonymous": 303, "owner": 403, "stranger": 403, "admin": 404, "reviewer": 403}},
+		{"GET", "/sevs", nil, map[string]int{"anonymous": 303, "owner": 200, "sharee": 200, "stranger": 200, "admin": 200, "reviewer": 200}},
+		{"GET", "/sevs/new", nil, map[string]int{"anonymous": 303, "owner": 403, "sharee": 403, "stranger": 403, "admin": 200, "reviewer": 200}},
+		{"POST", "/sevs", url.Values{"title": {""}}, map[string]int{"anonymous": 303, "owner": 403, "sharee": 403, "stranger": 403, "admin": 422, "reviewer": 422}},
+		{"GET", "/sevs/" + sev, nil, map[string]int{"anonymous": 303, "owner": 200, "sharee": 200, "stranger": 200, "admin": 200, "reviewer": 200}},
+		{"GET", "/sevs/" + sev + "/edit", nil, map[string]int{"anonymous": 303, "owner": 403, "sharee": 403, "stranger": 403, "admin": 200, "reviewer": 200}},
+		{"POST", "/sevs/" + sev, url.Values{"title": {""}, "severity": {"2"}}, map[string]int{"anonymous": 303, "owner": 403, "sharee": 403, "stranger": 403, "admin": 422, "reviewer": 422}},
+		{"POST", "/sevs/" + sev + "/state", url.Values{"state": {"reviewed"}}, map[string]int{"anonymous": 303, "owner": 403, "sharee": 403, "stranger": 403, "admin": 409, "reviewer": 409}},
+		{"POST", "/sevs/" + sev + "/timeline", url.Values{"text": {""}}, map[string]int{"anonymous": 303, "owner": 422, "sharee": 422, "stranger": 422, "admin": 422, "reviewer": 422}},
+		{"POST", "/sevs/" + sev + "/broadcast", url.Values{"text": {""}}, map[string]int{"anonymous": 303, "owner": 403, "sharee": 403, "stranger": 403, "admin": 422, "reviewer": 422}},
+		{"POST", "/sevs/999999/subscription", url.Values{"subscribe": {"1"}}, map[string]int{"anonymous": 303, "owner": 404, "sharee": 404, "stranger": 404, "admin": 404, "reviewer": 404}},
+		{"GET", "/sevs/" + sev + "/report/edit", nil, map[string]int{"anonymous": 303, "owner": 403, "sharee": 403, "stranger": 403, "admin": 404, "reviewer": 404}},
+		{"POST", "/sevs/" + sev + "/report", url.Values{"summary": {"x"}}, map[string]int{"anonymous": 303, "owner": 403, "sharee": 403, "stranger": 403, "admin": 409, "reviewer": 409}},
+		{"GET", "/sevs/" + sev + "/review", nil, map[string]int{"anonymous": 303, "owner": 403, "sharee": 403, "stranger": 403, "admin": 200, "reviewer": 200}},
+		{"POST", "/sevs/" + sev + "/review", url.Values{"checklist": {"nope"}}, map[string]int{"anonymous": 303, "owner": 403, "sharee": 403, "stranger": 403, "admin": 422, "reviewer": 422}},
+		{"GET", "/reviews", nil, map[string]int{"anonymous": 303, "owner": 200, "sharee": 200, "stranger": 200, "admin": 200, "reviewer": 200}},
+		{"GET", "/followups", nil, map[string]int{"anonymous": 303, "owner": 200, "sharee": 200, "stranger": 200, "admin": 200, "reviewer": 200}},
+		{"GET", "/followups?kind=nope", nil, map[string]int{"anonymous": 303, "owner": 422, "admin": 422}},
+		{"POST", "/followups/" + fu, url.Values{"status": {"nope"}}, map[string]int{"anonymous": 303, "owner": 303, "sharee": 403, "stranger": 403, "admin": 303, "reviewer": 303}},
+		{"GET", "/sevs/" + sev + "/followups/new", nil, map[string]int{"anonymous": 303, "owner": 403, "sharee": 403, "stranger": 403, "admin": 200, "reviewer": 200}},
+		{"POST", "/sevs/" + sev + "/followups", url.Values{"kind": {"nope"}}, map[string]int{"anonymous": 303, "owner": 403, "sharee": 403, "stranger": 403, "admin": 422, "reviewer": 422}},
+		{"GET", "/sevs/metrics", nil, map[string]int{"anonymous": 303, "owner": 200, "sharee": 200, "stranger": 200, "admin": 200, "reviewer": 200}},
+		{"GET", "/sevs/" + sev + "/export.md", nil, map[string]int{"anonymous": 303, "owner": 200, "sharee": 200, "stranger": 200, "admin": 200, "reviewer": 200}},
 		{"POST", "/devservers/" + ds + "/shares", url.Values{"email": {"nobody@example.com"}}, map[string]int{"anonymous": 303, "owner": 422, "sharee": 403, "stranger": 404, "admin": 422, "reviewer": 404}},
 		{"POST", "/devservers/" + ds + "/shares/nobody@example.com/remove", url.Values{}, map[string]int{"anonymous": 303, "owner": 404, "sharee": 403, "stranger": 404, "admin": 404, "reviewer": 404}},
 		{"GET", "/profile", nil, map[string]int{"anonymous": 303, "owner": 200, "sharee": 200, "stranger": 200, "admin": 200, "reviewer": 200}},
@@ -285,6 +331,12 @@ func TestAuthorizationMatrix(t *testing.T) {
 			path = strings.Replace(path, "/tasks/"+task+"/", "/tasks/{id}/", 1)
 			if strings.HasSuffix(path, "/banners/999999") || strings.Contains(path, "/banners/999999/") {
 				path = strings.Replace(path, "/banners/999999", "/banners/{id}", 1)
+			}
+			path = strings.Replace(path, "/sevs/999999", "/sevs/{id}", 1)
+			path = strings.Replace(path, "/followups/999999", "/followups/{id}", 1)
+			path = strings.Replace(path, "/followups/"+fu, "/followups/{id}", 1)
+			if strings.HasSuffix(path, "/sevs/"+sev) || strings.Contains(path, "/sevs/"+sev+"/") {
+				path = strings.Replace(path, "/sevs/"+sev, "/sevs/{id}", 1)
 			}
 			path = strings.ReplaceAll(path, ct, "{id}")
 			return method + " " + strings.ReplaceAll(path, ds, "{name}")

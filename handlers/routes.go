@@ -220,6 +220,41 @@ func New(o Options) http.Handler {
 		r.Post("/admin/deliveries/{id}/retry", retryDeliveryForm(log, s, o.Sessions))
 	})
 
+	// SEVs: everyone reads them and adds timeline notes; admins and reviewers
+	// write them; reviewers (and admins) review them.
+	r.Group(func(r chi.Router) {
+		r.Use(web.RequireUser(log), web.NoStore)
+		sevWrite, sevReview := requirePolicy(log, store.CanWriteSev), requirePolicy(log, store.CanReviewSev)
+		r.Get("/sevs", listSevs(log, s))
+		r.With(sevWrite).Get("/sevs/new", newSevForm(log, s))
+		r.With(sevWrite).Post("/sevs", saveSevForm(log, s, o.Sessions, true))
+		r.Get("/sevs/{id}", showSev(log, s))
+		r.With(sevWrite).Get("/sevs/{id}/edit", editSevForm(log, s))
+		r.With(sevWrite).Post("/sevs/{id}", saveSevForm(log, s, o.Sessions, false))
+		r.With(sevWrite).Post("/sevs/{id}/state", sevStateForm(log, s, o.Sessions))
+		r.Post("/sevs/{id}/timeline", sevNoteForm(log, s, o.Sessions))
+		r.With(sevWrite).Post("/sevs/{id}/broadcast", sevBroadcastForm(log, s, o.Sessions))
+		r.Post("/sevs/{id}/subscription", sevSubscriptionForm(log, s, o.Sessions))
+		r.With(sevWrite).Get("/sevs/{id}/report/edit", sevReportEdit(log, s))
+		r.With(sevWrite).Post("/sevs/{id}/report", saveSevReportForm(log, s, o.Sessions))
+		r.With(sevReview).Get("/sevs/{id}/review", sevReviewForm(log, s))
+		r.With(sevReview).Post("/sevs/{id}/review", saveSevReviewForm(log, s, o.Sessions))
+		r.Get("/reviews", showReviews(log, s))
+	})
+
+	// Follow-ups, SEV metrics and exports: everyone reads them; reviewers and
+	// admins file follow-ups; a follow-up's owner changes its status too.
+	r.Group(func(r chi.Router) {
+		r.Use(web.RequireUser(log), web.NoStore)
+		fileFollowups := requirePolicy(log, store.CanFileFollowup)
+		r.Get("/followups", showFollowupBoard(log, s))
+		r.Post("/followups/{id}", setFollowupStatusForm(log, s, o.Sessions))
+		r.With(fileFollowups).Get("/sevs/{id}/followups/new", newFollowupPage(log, s))
+		r.With(fileFollowups).Post("/sevs/{id}/followups", fileFollowupForm(log, s, o.Sessions))
+		r.Get("/sevs/metrics", showSevMetrics(log, s))
+		r.Get("/sevs/{id}/export.md", exportSev(log, s))
+	})
+
 	// The API: every action of the UI, with the same authorization.
 	r.Route("/api/v1", func(r chi.Router) {
 		r.Use(web.RequireUser(log), web.RequireWriteScope(log), web.NoStore, web.Idempotency(log, s))
@@ -301,6 +336,26 @@ func New(o Options) http.Handler {
 		r.With(web.RequireRole(log, store.RoleAdmin)).Delete("/banners/{id}", apiDeleteBanner(log, s))
 		r.With(web.RequireRole(log, store.RoleAdmin)).Get("/deliveries", apiListDeliveries(log, s))
 		r.With(web.RequireRole(log, store.RoleAdmin)).Post("/deliveries/{id}/retry", apiRetryDelivery(log, s))
+		sevWrite, sevReview := requirePolicy(log, store.CanWriteSev), requirePolicy(log, store.CanReviewSev)
+		r.Get("/sevs", apiListSevs(log, s))
+		r.With(sevWrite).Post("/sevs", apiCreateSev(log, s))
+		r.Get("/sevs/{id}", apiShowSev(log, s))
+		r.With(sevWrite).Patch("/sevs/{id}", apiPatchSev(log, s))
+		r.Get("/sevs/{id}/timeline", apiSevTimeline(log, s))
+		r.Post("/sevs/{id}/timeline", apiAddSevTimeline(log, s))
+		r.With(sevWrite).Post("/sevs/{id}/broadcast", apiBroadcastSev(log, s))
+		r.Put("/sevs/{id}/subscription", apiSevSubscription(log, s, true))
+		r.Delete("/sevs/{id}/subscription", apiSevSubscription(log, s, false))
+		r.Get("/sevs/{id}/report", apiSevReport(log, s))
+		r.With(sevWrite).Put("/sevs/{id}/report", apiPutSevReport(log, s))
+		r.Get("/sevs/{id}/review", apiSevReview(log, s))
+		r.With(sevReview).Post("/sevs/{id}/review", apiPostSevReview(log, s))
+		r.Get("/reviews", apiReviewQueue(log, s))
+		r.Get("/sevs/{id}/followups", apiSevFollowups(log, s))
+		r.With(requirePolicy(log, store.CanFileFollowup)).Post("/sevs/{id}/followups", apiFileFollowup(log, s))
+		r.Get("/followups", apiFollowupBoard(log, s))
+		r.Patch("/followups/{id}", apiPatchFollowup(log, s))
+		r.Get("/sevs/{id}/export", exportSev(log, s))
 	})
 	return r
 }

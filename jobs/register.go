@@ -149,6 +149,7 @@ func New(ctx context.Context, opts Options) (*Runner, error) {
 	river.AddWorker(workers, runbookDeadlines)
 	river.AddWorker(workers, &deliverWorker{s: opts.Store, senders: opts.Senders, log: log})
 	river.AddWorker(workers, &tasksOverdueWorker{s: opts.Store, log: log})
+	river.AddWorker(workers, &followupsOverdueWorker{s: opts.Store, log: log})
 
 	client, err := river.NewClient(driver, &river.Config{
 		Logger:                      log,
@@ -188,6 +189,9 @@ func New(ctx context.Context, opts Options) (*Runner, error) {
 		client.PeriodicJobs().Add(river.NewPeriodicJob(river.PeriodicInterval(tasksOverdueEvery), func() (river.JobArgs, *river.InsertOpts) {
 			return TasksOverdueArgs{}, nil
 		}, &river.PeriodicJobOpts{RunOnStart: true}))
+		client.PeriodicJobs().Add(river.NewPeriodicJob(river.PeriodicInterval(followupsOverdueEvery), func() (river.JobArgs, *river.InsertOpts) {
+			return FollowupsOverdueArgs{}, nil
+		}, &river.PeriodicJobOpts{RunOnStart: true}))
 	}
 	if opts.PoolInterval > 0 {
 		client.PeriodicJobs().Add(poolRefillJob(opts.PoolInterval))
@@ -200,7 +204,7 @@ func New(ctx context.Context, opts Options) (*Runner, error) {
 			FeatureArgs{}.Kind(), OneoffsArgs{}.Kind(), RolloutArgs{}.Kind(), MigrateArgs{}.Kind(),
 			BackupArgs{}.Kind(), RestoreArgs{}.Kind(), BackupScheduleArgs{}.Kind(), LeaseCheckArgs{}.Kind(),
 			ProvisionContainerArgs{}.Kind(), EndContainerArgs{}.Kind(), ContainerSetupArgs{}.Kind(), RefillContainerPoolsArgs{}.Kind(),
-			RefillContainerPoolArgs{}.Kind(), ContainerLifetimesArgs{}.Kind(), DeliverArgs{}.Kind(), TasksOverdueArgs{}.Kind(),
+			RefillContainerPoolArgs{}.Kind(), ContainerLifetimesArgs{}.Kind(), DeliverArgs{}.Kind(), TasksOverdueArgs{}.Kind(), FollowupsOverdueArgs{}.Kind(),
 			RunbookStepArgs{}.Kind(), RunbookDeadlineArgs{}.Kind()})
 	}
 	return r, nil

@@ -378,6 +378,9 @@ func createRun(ctx context.Context, tx *store.Tx, q enqueuer, who store.Actor, d
 	if err != nil {
 		return store.Run{}, err
 	}
+	if err := tx.AddSevTimelineFromRun(ctx, store.RunEvent{RunID: run.ID, Kind: store.EventRunStarted, Message: "by " + who.Name}); err != nil {
+		return store.Run{}, err
+	}
 	if d.Deadline > 0 {
 		if err := q.Enqueue(ctx, tx, RunbookDeadlineArgs{RunID: run.ID}); err != nil {
 			return store.Run{}, err
@@ -459,6 +462,9 @@ func endRun(ctx context.Context, tx *store.Tx, q enqueuer, who store.Actor, run 
 	if err != nil || !ok {
 		return err
 	}
+	if err := tx.AddSevTimelineFromRun(ctx, store.RunEvent{RunID: run.ID, Kind: store.EventRunFinished, Message: strings.TrimSpace(state + " " + reason)}); err != nil {
+		return err
+	}
 	if state != store.RunSucceeded {
 		steps, err := tx.RunSteps(ctx, run.ID)
 		if err != nil {
@@ -538,6 +544,9 @@ func finishStep(ctx context.Context, tx *store.Tx, q enqueuer, runID int64, name
 		kind = store.EventManualDone
 	}
 	if err := tx.AddRunEvent(ctx, store.RunEvent{RunID: runID, Step: name, Kind: kind, Message: message, Actor: doneBy}); err != nil {
+		return err
+	}
+	if err := tx.AddSevTimelineFromRun(ctx, store.RunEvent{RunID: runID, Step: name, Kind: kind, Message: message}); err != nil {
 		return err
 	}
 	if state == store.StepSucceeded {

@@ -54,3 +54,22 @@ func CanShellContainer(u User, c Container) bool { return c.OwnerID != 0 && u.ID
 
 // CanEditContainerCatalogue: admins edit types, profiles and pools.
 func CanEditContainerCatalogue(u User) bool { return u.Has(RoleAdmin) }
+
+// CanWriteSev: admins and reviewers open, edit and move SEVs, write their
+// reports and broadcast their updates; everyone reads them and adds notes.
+func CanWriteSev(u User) bool { return u.Has(RoleAdmin) || u.Has(RoleReviewer) }
+
+// CanReviewSev: reviewers (and admins) record review meetings and sign off.
+func CanReviewSev(u User) bool { return u.Has(RoleAdmin) || u.Has(RoleReviewer) }
+
+// CanFileFollowup: reviewers and admins file a SEV's follow-ups.
+func CanFileFollowup(u User) bool { return u.Has(RoleReviewer) || u.Has(RoleAdmin) }
+
+// CanEditFollowup: reviewers and admins change anything about a follow-up.
+func CanEditFollowup(u User) bool { return u.Has(RoleReviewer) || u.Has(RoleAdmin) }
+
+// CanSetFollowupStatus: reviewers, admins and the follow-up's owner change its
+// status (and the reason for won't do); the owner changes nothing else.
+func CanSetFollowupStatus(u User, f Followup) bool {
+	return CanEditFollowup(u) || (f.OwnerID != 0 && u.ID == f.OwnerID)
+}
