@@ -65,8 +65,16 @@ func TestBrowserSevReview(t *testing.T) {
 		browsertest.WaitForPage(t, ctx, 10*time.Second, chromedp.Click(chromedp.ID("review-save")))
 		waitFor(t, ctx, 5*time.Second, `#`+views.SevStateID+`[data-state="in_review"]`)
 
-		// Here the follow-ups flow files a critical follow-up in the SEV
-		// page's #sev-followups section before the review is signed off.
+		// The review finds a root cause: the reviewer files a critical
+		// follow-up from the SEV's page before signing off.
+		browsertest.Do(t, ctx, 5*time.Second,
+			chromedp.SetValue(chromedp.ID("followup-new-1-kind"), "critical"),
+			chromedp.SendKeys(chromedp.ID("followup-new-1-title"), "Put prn's hypervisors on two power feeds"),
+			chromedp.SendKeys(chromedp.ID("followup-new-1-owner"), "rita@example.com"))
+		browsertest.WaitForPage(t, ctx, 10*time.Second, chromedp.Click(chromedp.CSS(`#followup-new-1-form button[type=submit]`)))
+		if got := text(t, ctx, "#"+views.SevFollowupsID+" tbody tr[data-kind=critical]"); !strings.Contains(got, "two power feeds") || !strings.Contains(got, "open") {
+			t.Errorf("the SEV's follow-ups say %q", got)
+		}
 
 		browsertest.WaitForPage(t, ctx, 10*time.Second, chromedp.Click(chromedp.ID("sev-review-open")))
 		for i := range store.ReviewCriteria {
@@ -83,6 +91,14 @@ func TestBrowserSevReview(t *testing.T) {
 		browsertest.WaitForPage(t, ctx, 10*time.Second, chromedp.Navigate(p.URL+views.ReviewsURL))
 		if got := text(t, ctx, "#"+views.ReviewQueueID); !strings.Contains(got, "No SEVs wait for review") {
 			t.Errorf("the queue still says %q", got)
+		}
+	})
+
+	step(t, "the critical follow-up is on the board", func(t *testing.T) {
+		browsertest.WaitForPage(t, ctx, 10*time.Second, chromedp.Click(chromedp.CSS(`nav a[href="`+views.FollowupsURL+`"]`)))
+		got := text(t, ctx, "#"+views.FollowupBoardID+" tbody tr[data-kind=critical]")
+		if !strings.Contains(got, "SEV-1") || !strings.Contains(got, "two power feeds") || !strings.Contains(got, "rita@example.com") {
+			t.Errorf("the board says %q", got)
 		}
 	})
 }
