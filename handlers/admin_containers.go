@@ -266,6 +266,9 @@ func capacityView(ctx context.Context, s *store.Store, freshness time.Duration) 
 	if v.Catalogue, err = s.ContainerCatalogue(ctx); err != nil {
 		return v, err
 	}
+	if v.Devservers, err = s.CapacityReport(ctx); err != nil {
+		return v, err
+	}
 	for _, rg := range regions {
 		rc := views.RegionContainers{Region: rg}
 		for _, h := range hosts {

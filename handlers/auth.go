@@ -15,7 +15,8 @@ import (
 func loginPage(log *slog.Logger, oidc, dev bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		next := web.SafeNext(r.URL.Query().Get("next"))
-		if web.User(r) != nil {
+		// reauth=1 asks a signed-in person to sign in again (a storm needs a recent sign-in).
+		if web.User(r) != nil && r.URL.Query().Get("reauth") == "" {
 			http.Redirect(w, r, next, http.StatusSeeOther)
 			return
 		}

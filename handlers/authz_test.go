@@ -95,6 +95,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"PUT", "/api/v1/containers/types/web", `{"stack":"Web","profiles":[]}`, map[string]int{"anonymous": 401, "owner": 403, "sharee": 403, "stranger": 403, "admin": 422, "reviewer": 403}},
 		{"PUT", "/api/v1/containers/profiles/small", `{"cpus":0,"memory_gb":1,"disk_gb":1}`, map[string]int{"anonymous": 401, "owner": 403, "sharee": 403, "stranger": 403, "admin": 422, "reviewer": 403}},
 		{"GET", "/api/v1/containers/pools", "", map[string]int{"anonymous": 401, "owner": 403, "sharee": 403, "stranger": 403, "admin": 200, "reviewer": 403}},
+		{"GET", "/api/v1/capacity", "", map[string]int{"anonymous": 401, "owner": 403, "sharee": 403, "stranger": 403, "admin": 200, "reviewer": 403}},
 		{"PUT", "/api/v1/containers/pools/prn/web/medium", `{"target":-1}`, map[string]int{"anonymous": 401, "owner": 403, "sharee": 403, "stranger": 403, "admin": 422, "reviewer": 403}},
 		{"GET", "/api/v1/devservers/" + ds + "/features", "", map[string]int{"anonymous": 401, "owner": 200, "sharee": 200, "stranger": 404, "admin": 200, "reviewer": 404}},
 		{"POST", "/api/v1/devservers/" + ds + "/features", `{"feature":"nope"}`, map[string]int{"anonymous": 401, "owner": 422, "sharee": 403, "stranger": 404, "admin": 422, "reviewer": 404}},
@@ -120,6 +121,21 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"POST", "/api/v1/runs/999999/cancel", "", map[string]int{"anonymous": 401, "owner": 403, "sharee": 403, "stranger": 403, "admin": 404, "reviewer": 403}},
 		{"POST", "/api/v1/runs/999999/steps/nope/complete", "", map[string]int{"anonymous": 401, "owner": 403, "sharee": 403, "stranger": 403, "admin": 404, "reviewer": 403}},
 		{"POST", "/api/v1/runs/999999/steps/nope/retry", "", map[string]int{"anonymous": 401, "owner": 403, "sharee": 403, "stranger": 403, "admin": 404, "reviewer": 403}},
+		{"POST", "/api/v1/regions/nowhere/storm", `{"reason":"x","confirm":"nowhere"}`, map[string]int{"anonymous": 401, "owner": 403, "sharee": 403, "stranger": 403, "admin": 404, "reviewer": 403}},
+		{"POST", "/api/v1/regions/nowhere/dark-storm", `{"count":1,"confirm":"nowhere"}`, map[string]int{"anonymous": 401, "owner": 403, "sharee": 403, "stranger": 403, "admin": 404, "reviewer": 403}},
+		{"POST", "/api/v1/regions/nowhere/recover", `{}`, map[string]int{"anonymous": 401, "owner": 403, "sharee": 403, "stranger": 403, "admin": 404, "reviewer": 403}},
+		{"POST", "/api/v1/regions/nowhere/drain", `{"reason":"x"}`, map[string]int{"anonymous": 401, "owner": 403, "sharee": 403, "stranger": 403, "admin": 404, "reviewer": 403}},
+		{"POST", "/api/v1/regions/nowhere/undrain", `{}`, map[string]int{"anonymous": 401, "owner": 403, "sharee": 403, "stranger": 403, "admin": 404, "reviewer": 403}},
+		{"GET", "/api/v1/hosts", "", map[string]int{"anonymous": 401, "owner": 403, "sharee": 403, "stranger": 403, "admin": 200, "reviewer": 403}},
+		{"POST", "/api/v1/hosts/999999/maintenance", `{}`, map[string]int{"anonymous": 401, "owner": 403, "sharee": 403, "stranger": 403, "admin": 404, "reviewer": 403}},
+		{"POST", "/api/v1/hosts/999999/decommission", `{}`, map[string]int{"anonymous": 401, "owner": 403, "sharee": 403, "stranger": 403, "admin": 404, "reviewer": 403}},
+		{"GET", "/api/v1/health", "", map[string]int{"anonymous": 401, "owner": 403, "sharee": 403, "stranger": 403, "admin": 200, "reviewer": 403}},
+		{"GET", "/api/v1/support", "", map[string]int{"anonymous": 401, "owner": 403, "sharee": 403, "stranger": 403, "admin": 200, "reviewer": 403}},
+		{"GET", "/api/v1/support/999999", "", map[string]int{"anonymous": 401, "owner": 403, "sharee": 403, "stranger": 403, "admin": 404, "reviewer": 403}},
+		{"POST", "/api/v1/devservers/" + ds + "/rage", `{"note":"slow"}`, map[string]int{"anonymous": 401, "owner": 202, "sharee": 403, "stranger": 404, "admin": 202, "reviewer": 404}},
+		{"POST", "/api/v1/devservers/" + ds + "/move-off-host", "", map[string]int{"anonymous": 401, "owner": 409, "sharee": 403, "stranger": 404, "admin": 409, "reviewer": 404}},
+		{"POST", "/api/v1/devservers/" + ds + "/storm/replace", `{}`, map[string]int{"anonymous": 401, "owner": 404, "sharee": 404, "stranger": 404, "admin": 404, "reviewer": 404}},
+		{"POST", "/api/v1/devservers/" + ds + "/storm/choice", `{"choice":"keep"}`, map[string]int{"anonymous": 401, "owner": 404, "sharee": 404, "stranger": 404, "admin": 404, "reviewer": 404}},
 		{"GET", "/api/v1/tasks", "", map[string]int{"anonymous": 401, "owner": 200, "stranger": 200, "admin": 200, "reviewer": 200}},
 		{"POST", "/api/v1/tasks/" + task + "/done", "", map[string]int{"anonymous": 401, "owner": 200, "sharee": 404, "stranger": 404, "admin": 404, "reviewer": 404}},
 		{"GET", "/api/v1/me/preferences", "", map[string]int{"anonymous": 401, "owner": 200, "stranger": 200, "admin": 200, "reviewer": 200}},
@@ -240,6 +256,28 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"POST", "/admin/runs/999999/cancel", url.Values{}, map[string]int{"anonymous": 303, "owner": 403, "sharee": 403, "stranger": 403, "admin": 404, "reviewer": 403}},
 		{"POST", "/admin/runs/999999/steps/nope/retry", url.Values{}, map[string]int{"anonymous": 303, "owner": 403, "sharee": 403, "stranger": 403, "admin": 404, "reviewer": 403}},
 		{"POST", "/admin/runs/999999/steps/nope/complete", url.Values{}, map[string]int{"anonymous": 303, "owner": 403, "sharee": 403, "stranger": 403, "admin": 404, "reviewer": 403}},
+		{"GET", "/admin/storms", nil, map[string]int{"anonymous": 303, "owner": 403, "sharee": 403, "stranger": 403, "admin": 200, "reviewer": 403}},
+		{"GET", "/admin/regions/nowhere/storm", nil, map[string]int{"anonymous": 303, "owner": 403, "sharee": 403, "stranger": 403, "admin": 404, "reviewer": 403}},
+		{"POST", "/admin/regions/nowhere/storm", url.Values{"reason": {"x"}, "confirm": {"nowhere"}}, map[string]int{"anonymous": 303, "owner": 403, "sharee": 403, "stranger": 403, "admin": 404, "reviewer": 403}},
+		{"POST", "/admin/regions/nowhere/dark-storm", url.Values{"count": {"1"}, "confirm": {"nowhere"}}, map[string]int{"anonymous": 303, "owner": 403, "sharee": 403, "stranger": 403, "admin": 404, "reviewer": 403}},
+		{"POST", "/admin/regions/nowhere/recover", url.Values{}, map[string]int{"anonymous": 303, "owner": 403, "sharee": 403, "stranger": 403, "admin": 404, "reviewer": 403}},
+		{"GET", "/admin/drains", nil, map[string]int{"anonymous": 303, "owner": 403, "sharee": 403, "stranger": 403, "admin": 200, "reviewer": 403}},
+		{"GET", "/admin/regions/nowhere/drain", nil, map[string]int{"anonymous": 303, "owner": 403, "sharee": 403, "stranger": 403, "admin": 404, "reviewer": 403}},
+		{"POST", "/admin/regions/nowhere/drain", url.Values{"reason": {"x"}}, map[string]int{"anonymous": 303, "owner": 403, "sharee": 403, "stranger": 403, "admin": 404, "reviewer": 403}},
+		{"POST", "/admin/regions/nowhere/undrain", url.Values{}, map[string]int{"anonymous": 303, "owner": 403, "sharee": 403, "stranger": 403, "admin": 404, "reviewer": 403}},
+		{"GET", "/admin/hosts", nil, map[string]int{"anonymous": 303, "owner": 403, "sharee": 403, "stranger": 403, "admin": 200, "reviewer": 403}},
+		{"POST", "/admin/hosts/999999/maintenance", url.Values{}, map[string]int{"anonymous": 303, "owner": 403, "sharee": 403, "stranger": 403, "admin": 404, "reviewer": 403}},
+		{"POST", "/admin/hosts/999999/decommission", url.Values{}, map[string]int{"anonymous": 303, "owner": 403, "sharee": 403, "stranger": 403, "admin": 404, "reviewer": 403}},
+		{"GET", "/admin/health", nil, map[string]int{"anonymous": 303, "owner": 403, "sharee": 403, "stranger": 403, "admin": 200, "reviewer": 403}},
+		{"GET", "/admin/support", nil, map[string]int{"anonymous": 303, "owner": 403, "sharee": 403, "stranger": 403, "admin": 200, "reviewer": 403}},
+		{"GET", "/admin/support/999999", nil, map[string]int{"anonymous": 303, "owner": 403, "sharee": 403, "stranger": 403, "admin": 404, "reviewer": 403}},
+		{"POST", "/devservers/" + ds + "/rage", url.Values{"note": {"slow"}}, map[string]int{"anonymous": 303, "owner": 303, "sharee": 403, "stranger": 404, "admin": 303, "reviewer": 404}},
+		{"GET", "/devservers/" + ds + "/move-off-host", nil, map[string]int{"anonymous": 303, "owner": 200, "sharee": 403, "stranger": 404, "admin": 200, "reviewer": 404}},
+		{"POST", "/devservers/" + ds + "/move-off-host", url.Values{}, map[string]int{"anonymous": 303, "owner": 303, "sharee": 403, "stranger": 404, "admin": 303, "reviewer": 404}},
+		{"POST", "/devservers/" + ds + "/move-me", url.Values{}, map[string]int{"anonymous": 303, "owner": 303, "sharee": 403, "stranger": 404, "admin": 403, "reviewer": 404}},
+		{"GET", "/devservers/" + ds + "/storm", nil, map[string]int{"anonymous": 303, "owner": 404, "sharee": 404, "stranger": 404, "admin": 404, "reviewer": 404}},
+		{"POST", "/devservers/" + ds + "/storm/replace", url.Values{}, map[string]int{"anonymous": 303, "owner": 404, "sharee": 404, "stranger": 404, "admin": 404, "reviewer": 404}},
+		{"POST", "/devservers/" + ds + "/storm/choice", url.Values{"choice": {"keep"}}, map[string]int{"anonymous": 303, "owner": 404, "sharee": 404, "stranger": 404, "admin": 404, "reviewer": 404}},
 		{"GET", "/tasks", nil, map[string]int{"anonymous": 303, "owner": 200, "stranger": 200, "admin": 200, "reviewer": 200}},
 		{"POST", "/tasks/999999/done", url.Values{}, map[string]int{"anonymous": 303, "owner": 404, "stranger": 404, "admin": 404, "reviewer": 404}},
 		{"POST", "/profile/preferences", url.Values{"email": {"on"}}, map[string]int{"anonymous": 303, "owner": 422, "stranger": 422, "admin": 422, "reviewer": 422}},
@@ -324,7 +362,10 @@ func TestAuthorizationMatrix(t *testing.T) {
 			path = strings.Replace(path, "/policies/quotas/engineer", "/policies/quotas/{role}", 1)
 			path = strings.Replace(path, "/runbooks/backup-region", "/runbooks/{name}", 1)
 			path = strings.Replace(path, "/runs/999999", "/runs/{id}", 1)
+			path = strings.Replace(path, "/regions/nowhere/", "/regions/{code}/", 1)
 			path = strings.Replace(path, "/steps/nope", "/steps/{step}", 1)
+			path = strings.Replace(path, "/hosts/999999/", "/hosts/{id}/", 1)
+			path = strings.Replace(path, "/support/999999", "/support/{id}", 1)
 			for _, prefix := range []string{"/notifications/", "/inbox/", "/backups/", "/tasks/", "/deliveries/"} {
 				path = strings.Replace(path, prefix+"999999/", prefix+"{id}/", 1)
 			}

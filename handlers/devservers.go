@@ -101,6 +101,9 @@ func devserverView(ctx context.Context, s *store.Store, u store.User, d store.De
 	if v.Migration, err = latestMigration(ctx, s, d); err != nil {
 		return v, err
 	}
+	if v.MoveMe, err = drainMoveMe(ctx, s, u, d); err != nil {
+		return v, err
+	}
 	if v.CanManage {
 		if v.Regions, err = s.Regions(ctx); err != nil {
 			return v, err

@@ -151,6 +151,34 @@ func New(o Options) http.Handler {
 		r.Post("/admin/runs/{id}/steps/{step}/complete", runAction(log, s, o.Sessions, completeRunStep(s, q)))
 	})
 
+	// Admin: storms, dark storms and recoveries of a region (handlers/storms.go);
+	// owners: the replacement of a devserver a storm touched.
+	r.Group(func(r chi.Router) {
+		r.Use(web.RequireUser(log), requirePolicy(log, store.CanRunStorms), web.NoStore)
+		r.Get("/admin/storms", adminStormsPage(log, s))
+		r.Get("/admin/regions/{code}/storm", adminStormPage(log, s))
+		r.Post("/admin/regions/{code}/storm", stormForm(log, s, q, o.Sessions, store.StormKind))
+		r.Post("/admin/regions/{code}/dark-storm", stormForm(log, s, q, o.Sessions, store.DarkStormKind))
+		r.Post("/admin/regions/{code}/recover", recoverForm(log, s, q, o.Sessions))
+	})
+	r.Group(func(r chi.Router) {
+		r.Use(web.RequireUser(log), web.NoStore)
+		r.Get("/devservers/{name}/storm", ownerStormPage(log, s))
+		r.Post("/devservers/{name}/storm/replace", stormReplaceForm(log, s, q, o.Sessions))
+		r.Post("/devservers/{name}/storm/choice", stormChoiceForm(log, s, o.Sessions))
+	})
+
+	// Admin: region drains (handlers/drains.go); owners: "move me" of a
+	// physical devserver a drain asked them to move.
+	r.Group(func(r chi.Router) {
+		r.Use(web.RequireUser(log), web.RequireRole(log, store.RoleAdmin), web.NoStore)
+		r.Get("/admin/drains", adminDrains(log, s))
+		r.Get("/admin/regions/{code}/drain", adminDrain(log, s))
+		r.Post("/admin/regions/{code}/drain", drainForm(log, s, q, o.Sessions))
+		r.Post("/admin/regions/{code}/undrain", undrainForm(log, s, q, o.Sessions))
+	})
+	r.With(web.RequireUser(log), web.NoStore).Post("/devservers/{name}/move-me", moveMe(log, s, q, o.Sessions))
+
 	// Admin: the landing page and pools.
 	r.Group(func(r chi.Router) {
 		r.Use(web.RequireUser(log), web.RequireRole(log, store.RoleAdmin), web.NoStore)
@@ -255,6 +283,22 @@ func New(o Options) http.Handler {
 		r.Get("/sevs/{id}/export.md", exportSev(log, s))
 	})
 
+	// Hosts (maintenance, decommissioning), devserver health and the
+	// support queue: admins. Rage and moving off a host: owner and admins.
+	r.Group(func(r chi.Router) {
+		r.Use(web.RequireUser(log), web.NoStore)
+		hostOps, health := requirePolicy(log, store.CanRunHostOps), requirePolicy(log, store.CanSeeHealth)
+		r.With(hostOps).Get("/admin/hosts", adminHosts(log, s))
+		r.With(hostOps).Post("/admin/hosts/{id}/maintenance", hostOpForm(log, s, q, o.Sessions, store.HostOpMaintenance))
+		r.With(hostOps).Post("/admin/hosts/{id}/decommission", hostOpForm(log, s, q, o.Sessions, store.HostOpDecommission))
+		r.With(health).Get("/admin/health", adminHealth(log, s))
+		r.With(health).Get("/admin/support", adminSupport(log, s))
+		r.With(health).Get("/admin/support/{id}", adminBundle(log, s))
+		r.Post("/devservers/{name}/rage", rageForm(log, s, q, o.Sessions))
+		r.Get("/devservers/{name}/move-off-host", showMoveOffHost(log, s))
+		r.Post("/devservers/{name}/move-off-host", postMoveOffHost(log, s, q, o.Sessions))
+	})
+
 	// The API: every action of the UI, with the same authorization.
 	r.Route("/api/v1", func(r chi.Router) {
 		r.Use(web.RequireUser(log), web.RequireWriteScope(log), web.NoStore, web.Idempotency(log, s))
@@ -286,6 +330,7 @@ func New(o Options) http.Handler {
 		r.With(web.RequireRole(log, store.RoleAdmin)).Put("/containers/types/{name}", apiSaveContainerType(log, s))
 		r.With(web.RequireRole(log, store.RoleAdmin)).Put("/containers/profiles/{name}", apiSaveContainerProfile(log, s))
 		r.With(web.RequireRole(log, store.RoleAdmin)).Get("/containers/pools", apiContainerPools(log, s, fresh))
+		r.With(web.RequireRole(log, store.RoleAdmin)).Get("/capacity", apiCapacity(log, s))
 		r.With(web.RequireRole(log, store.RoleAdmin)).Put("/containers/pools/{region}/{type}/{profile}", apiSetContainerPool(log, s, q, fresh))
 		r.Get("/devservers/{name}/features", apiDevserverFeatures(log, s))
 		r.Post("/devservers/{name}/features", apiAddFeature(log, s, q))
@@ -326,6 +371,13 @@ func New(o Options) http.Handler {
 			r.Post("/runs/{id}/steps/{step}/complete", apiRunAction(log, s, http.StatusOK, completeRunStep(s, q)))
 			r.Post("/runs/{id}/steps/{step}/retry", apiRunAction(log, s, http.StatusAccepted, retryRunStep(s, q)))
 		})
+		r.With(requirePolicy(log, store.CanRunStorms)).Post("/regions/{code}/storm", apiStorm(log, s, q, store.StormKind))
+		r.With(requirePolicy(log, store.CanRunStorms)).Post("/regions/{code}/dark-storm", apiStorm(log, s, q, store.DarkStormKind))
+		r.With(requirePolicy(log, store.CanRunStorms)).Post("/regions/{code}/recover", apiRecover(log, s, q))
+		r.With(web.RequireRole(log, store.RoleAdmin)).Post("/regions/{code}/drain", apiDrainRegion(log, s, q))
+		r.With(web.RequireRole(log, store.RoleAdmin)).Post("/regions/{code}/undrain", apiUndrainRegion(log, s, q))
+		r.Post("/devservers/{name}/storm/replace", apiStormReplace(log, s, q))
+		r.Post("/devservers/{name}/storm/choice", apiStormChoice(log, s))
 		r.Get("/tasks", apiListTasks(log, s))
 		r.Post("/tasks/{id}/done", apiTaskDone(log, s))
 		r.Get("/me/preferences", apiGetPreferences(log, s))
@@ -356,6 +408,15 @@ func New(o Options) http.Handler {
 		r.Get("/followups", apiFollowupBoard(log, s))
 		r.Patch("/followups/{id}", apiPatchFollowup(log, s))
 		r.Get("/sevs/{id}/export", exportSev(log, s))
+		hostOps, health := requirePolicy(log, store.CanRunHostOps), requirePolicy(log, store.CanSeeHealth)
+		r.With(hostOps).Get("/hosts", apiHosts(log, s))
+		r.With(hostOps).Post("/hosts/{id}/maintenance", apiHostOp(log, s, q, store.HostOpMaintenance))
+		r.With(hostOps).Post("/hosts/{id}/decommission", apiHostOp(log, s, q, store.HostOpDecommission))
+		r.With(health).Get("/health", apiHealth(log, s))
+		r.With(health).Get("/support", apiSupport(log, s))
+		r.With(health).Get("/support/{id}", apiBundle(log, s))
+		r.Post("/devservers/{name}/rage", apiRage(log, s, q))
+		r.Post("/devservers/{name}/move-off-host", apiMoveOffHost(log, s, q))
 	})
 	return r
 }

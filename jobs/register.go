@@ -147,9 +147,15 @@ func New(ctx context.Context, opts Options) (*Runner, error) {
 	river.AddWorker(workers, runbookSteps)
 	runbookDeadlines := &runbookDeadlineWorker{s: opts.Store}
 	river.AddWorker(workers, runbookDeadlines)
+	stormReplace := &stormReplaceWorker{s: opts.Store, log: log}
+	river.AddWorker(workers, stormReplace)
+	river.AddWorker(workers, &wipeDevserverWorker{s: opts.Store, f: opts.Fleet, log: log})
+	drainMoves := &drainMoveWorker{s: opts.Store, f: opts.Fleet, log: log}
+	river.AddWorker(workers, drainMoves)
 	river.AddWorker(workers, &deliverWorker{s: opts.Store, senders: opts.Senders, log: log})
 	river.AddWorker(workers, &tasksOverdueWorker{s: opts.Store, log: log})
 	river.AddWorker(workers, &followupsOverdueWorker{s: opts.Store, log: log})
+	addHostHealthWorkers(workers, opts, log)
 
 	client, err := river.NewClient(driver, &river.Config{
 		Logger:                      log,
@@ -175,8 +181,11 @@ func New(ctx context.Context, opts Options) (*Runner, error) {
 	r := &Runner{client: client, log: log, attempts: opts.MaxAttempts}
 	refill.q, containerPools.q, containerPool.q, lifetimes.q = r, r, r, r
 	runbookSteps.q, runbookDeadlines.q = r, r
+	stormReplace.q = r
+	drainMoves.q = r
 	schedule.r, leases.r = r, r
 	if !opts.NoSchedules {
+		client.PeriodicJobs().Add(healthCheckJob())
 		client.PeriodicJobs().Add(river.NewPeriodicJob(river.PeriodicInterval(backupScheduleEvery), func() (river.JobArgs, *river.InsertOpts) {
 			return BackupScheduleArgs{}, nil
 		}, &river.PeriodicJobOpts{RunOnStart: true}))
@@ -205,7 +214,8 @@ func New(ctx context.Context, opts Options) (*Runner, error) {
 			BackupArgs{}.Kind(), RestoreArgs{}.Kind(), BackupScheduleArgs{}.Kind(), LeaseCheckArgs{}.Kind(),
 			ProvisionContainerArgs{}.Kind(), EndContainerArgs{}.Kind(), ContainerSetupArgs{}.Kind(), RefillContainerPoolsArgs{}.Kind(),
 			RefillContainerPoolArgs{}.Kind(), ContainerLifetimesArgs{}.Kind(), DeliverArgs{}.Kind(), TasksOverdueArgs{}.Kind(), FollowupsOverdueArgs{}.Kind(),
-			RunbookStepArgs{}.Kind(), RunbookDeadlineArgs{}.Kind()})
+			RunbookStepArgs{}.Kind(), RunbookDeadlineArgs{}.Kind(), StormReplaceArgs{}.Kind(), WipeDevserverArgs{}.Kind(), DrainMoveArgs{}.Kind(),
+			LiveMoveArgs{}.Kind(), HealthCheckArgs{}.Kind(), RemediateArgs{}.Kind(), CollectBundleArgs{}.Kind()})
 	}
 	return r, nil
 }

@@ -57,7 +57,9 @@ var errStepFailed = errors.New("step failed")
 
 // operations is every registered operation, by name.
 func operations() map[string]operation {
-	ops := []operation{opLog(), opWait(), opNotify(), opBackupDevservers(), opSetPoolTarget(), opSetContainerPool()}
+	ops := []operation{opLog(), opWait(), opNotify(), opBackupDevservers(), opSetPoolTarget(), opSetContainerPool(), opDrainCordon(), opDrainSev(), opDrainNotify(), opDrainMove(), opDrainFinish()}
+	ops = append(ops, hostOps()...)
+	ops = append(ops, stormOperations()...)
 	out := make(map[string]operation, len(ops))
 	for _, op := range ops {
 		out[op.spec.Name] = op

@@ -262,6 +262,7 @@ func (tx *Tx) Reserve(ctx context.Context, who Actor, r Reservation) (Devserver,
 	p := Problems{}
 	r.Flavor = strings.TrimSpace(r.Flavor)
 	r.Region = strings.TrimSpace(r.Region)
+	chosen := r.Region != ""
 	if r.Region == "" {
 		r.Region = r.Owner.HomeRegion
 	}
@@ -285,6 +286,15 @@ func (tx *Tx) Reserve(ctx context.Context, who Actor, r Reservation) (Devserver,
 		return Devserver{}, err
 	} else {
 		region = rg
+	}
+	// Without a chosen region, a home region that takes no devservers (a
+	// drain, a storm) gives way to the nearest active region with room.
+	if !chosen && region.Code != "" && !region.Active() && flavor.Name != "" {
+		if near, ok, err := tx.nearestActiveWithRoom(ctx, flavor, region.Code); err != nil {
+			return Devserver{}, err
+		} else if ok {
+			region, r.Region = near, near.Code
+		}
 	}
 	// The lease policy is the flavour's; an unknown flavour is already reported.
 	policy := DefaultLeasePolicy(flavor)

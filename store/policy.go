@@ -73,3 +73,34 @@ func CanEditFollowup(u User) bool { return u.Has(RoleReviewer) || u.Has(RoleAdmi
 func CanSetFollowupStatus(u User, f Followup) bool {
 	return CanEditFollowup(u) || (f.OwnerID != 0 && u.ID == f.OwnerID)
 }
+
+// CanRunStorms: admins start storms and dark storms and recover regions
+// (and only after a recent sign-in, which the handlers check).
+func CanRunStorms(u User) bool { return u.Has(RoleAdmin) }
+
+// CanReplaceAfterStorm: the owner alone asks for a replacement of a
+// devserver a storm touched, and chooses what becomes of it: it is theirs.
+func CanReplaceAfterStorm(u User, e StormDevserver) bool { return u.ID != 0 && e.OwnerID == u.ID }
+
+// CanDrainRegions: admins drain and undrain regions and see drains.
+func CanDrainRegions(u User) bool { return u.Has(RoleAdmin) }
+
+// CanMoveOutOfDrain: the owner alone starts the "move me" of a physical
+// devserver a drain asked them to move.
+func CanMoveOutOfDrain(u User, d Devserver) bool { return u.ID != 0 && d.OwnerID == u.ID }
+
+// CanRunHostOps: admins see hosts, put them into maintenance and
+// decommission them.
+func CanRunHostOps(u User) bool { return u.Has(RoleAdmin) }
+
+// CanMoveOffHost: the owner and admins move a devserver off a host in
+// maintenance or being decommissioned.
+func CanMoveOffHost(u User, d Devserver) bool { return CanManageDevserver(u, d) }
+
+// CanRage: the owner and admins send the platform team a diagnostic bundle
+// of a devserver.
+func CanRage(u User, d Devserver) bool { return CanManageDevserver(u, d) }
+
+// CanSeeHealth: admins see health by cause and the support queue with its
+// diagnostic bundles.
+func CanSeeHealth(u User) bool { return u.Has(RoleAdmin) }

@@ -200,9 +200,13 @@ func (tx *Tx) createSevReport(ctx context.Context, who Actor, s Sev) (bool, erro
 	if err != nil {
 		return false, err
 	}
+	loss, err := StormLossMarkdown(ctx, tx, s.ID)
+	if err != nil {
+		return false, err
+	}
 	n, err := execNamed(ctx, tx, `
 INSERT INTO sev_reports (sev_id, impact, created_at, updated_at, updated_by) VALUES (:sev, :impact, :now, :now, :by)
-ON CONFLICT (sev_id) DO NOTHING`, arg{"sev": s.ID, "impact": impactMarkdown(s, im), "now": now, "by": who.Name})
+ON CONFLICT (sev_id) DO NOTHING`, arg{"sev": s.ID, "impact": impactMarkdown(s, im) + loss, "now": now, "by": who.Name})
 	if err != nil {
 		return false, fmt.Errorf("report of SEV-%d: %w", s.ID, err)
 	}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/devport/devport/store"
 	"github.com/devport/devport/views"
@@ -103,7 +104,8 @@ func (a *Auth) principal(r *http.Request) (*Principal, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Principal{User: u, Via: "session", Scope: "full"}, nil
+	signedIn, _ := sess.Values[createdAtValue].(time.Time)
+	return &Principal{User: u, Via: "session", Scope: "full", SignedInAt: signedIn}, nil
 }
 
 // RequireUser refuses anonymous requests: 401 for the API, and for pages a

@@ -5,6 +5,7 @@ package web
 import (
 	"context"
 	"net/http"
+	"time"
 
 	"github.com/devport/devport/store"
 )
@@ -24,6 +25,9 @@ type Principal struct {
 	Via string
 	// Scope is the token's scope ("full" or "read"); sessions are "full".
 	Scope string
+	// SignedInAt is when a session's person signed in (zero for tokens):
+	// dangerous actions ask for a recent one.
+	SignedInAt time.Time
 }
 
 // User returns the signed-in user, or nil.

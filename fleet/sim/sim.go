@@ -135,7 +135,7 @@ func (d *Driver) enter(ctx context.Context, op, host string) error {
 		if err != nil {
 			return fmt.Errorf("sim %s on %s: %w", op, host, err)
 		}
-		if h.State == "unreachable" {
+		if h.State == "unreachable" || d.regionDown(ctx, h) {
 			return fmt.Errorf("sim %s on %s: %w", op, host, fleet.ErrUnreachable)
 		}
 	}
