@@ -56,13 +56,18 @@ type drainRig struct {
 	admin  store.Actor
 }
 
-func newDrainRig(t *testing.T, latency ...time.Duration) *drainRig {
+func newDrainRig(t testing.TB, latency ...time.Duration) *drainRig {
 	t.Helper()
 	var lat time.Duration
 	if len(latency) > 0 {
 		lat = latency[0]
 	}
-	inv := drainInventory()
+	return newDrainRigOf(t, drainInventory(), lat)
+}
+
+// newDrainRigOf is a drain rig on the inventory inv.
+func newDrainRigOf(t testing.TB, inv store.DemoInventory, lat time.Duration) *drainRig {
+	t.Helper()
 	s := storetest.Seeded(t, &inv)
 	s.Now = func() time.Time { return time.Now().UTC() }
 	d := sim.New(s, sim.Options{Seed: 3, Latency: lat})
@@ -84,7 +89,7 @@ func newDrainRig(t *testing.T, latency ...time.Duration) *drainRig {
 
 // populate writes ready devservers with running sim instances straight into
 // the inventory, round-robin over owners, taking their hosts' capacity.
-func (g *drainRig) populate(t *testing.T, owners []store.User, vms, containers, physical int) {
+func (g *drainRig) populate(t testing.TB, owners []store.User, vms, containers, physical int) {
 	t.Helper()
 	ctx := context.Background()
 	db := g.s.WriteDB()
@@ -127,7 +132,7 @@ SELECT ?, ?, ?, h.region, h.id, ? || '.' || h.region || '.devport.internal', ?, 
 	}
 }
 
-func (g *drainRig) owners(t *testing.T, n int) []store.User {
+func (g *drainRig) owners(t testing.TB, n int) []store.User {
 	t.Helper()
 	out := make([]store.User, n)
 	for i := range out {
@@ -136,7 +141,7 @@ func (g *drainRig) owners(t *testing.T, n int) []store.User {
 	return out
 }
 
-func waitDrainRun(t *testing.T, s *store.Store, id int64, timeout time.Duration) store.Run {
+func waitDrainRun(t testing.TB, s *store.Store, id int64, timeout time.Duration) store.Run {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
