@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/devport/devport/handlers/handlertest"
+	"github.com/devport/devport/jobs"
 	"github.com/devport/devport/store"
 	"github.com/devport/devport/views"
 )
@@ -224,6 +225,36 @@ func TestHostOperations(t *testing.T) {
 		resp, body = srv.Do(t, nil, handlertest.Request{Method: "POST", Path: "/api/v1/devservers/" + d.Name + "/move-off-host", Token: owner})
 		if resp.StatusCode != http.StatusConflict || !strings.Contains(body, "host_not_leaving") {
 			t.Errorf("%d %s", resp.StatusCode, body)
+		}
+	})
+
+	t.Run("the owner moves a devserver off a host in maintenance with one click", func(t *testing.T) {
+		cur, _ := srv.Store.Devserver(ctx, d.Name)
+		err := srv.Store.InTx(ctx, func(tx *store.Tx) error {
+			_, err := tx.SetHostState(ctx, store.System, cur.Host, []string{"ready"}, "maintenance")
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		browser := srv.SignIn(t, "owner@example.com")
+		_, body := srv.Do(t, browser, handlertest.Request{Method: "GET", Path: views.MoveOffHostURL(d.Name)})
+		if handlertest.Doc(t, body).Find("form[action='"+views.MoveOffHostURL(d.Name)+"'] button").Text() != "Move me now" {
+			t.Fatalf("no move button: %s", body)
+		}
+		resp, _ := srv.Do(t, browser, handlertest.Request{Method: "POST", Path: views.MoveOffHostURL(d.Name), Form: url.Values{}})
+		if resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("%d", resp.StatusCode)
+		}
+		handlertest.Eventually(t, 20*time.Second, "the move", func() bool {
+			now, err := srv.Store.Devserver(ctx, d.Name)
+			return err == nil && now.State == store.StateReady && now.HostID != cur.HostID
+		})
+		if h, _ := srv.Store.Host(ctx, cur.HostID); h.UsedCPUs != 0 {
+			t.Errorf("the source host still holds %d CPUs", h.UsedCPUs)
+		}
+		if jobs.MoveOffHostURL(d.Name) != views.MoveOffHostURL(d.Name) {
+			t.Errorf("owners' tasks link %s, the page is %s", jobs.MoveOffHostURL(d.Name), views.MoveOffHostURL(d.Name))
 		}
 	})
 }

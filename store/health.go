@@ -173,6 +173,15 @@ func (tx *Tx) openRemediation(ctx context.Context, r HealthResult) (Remediation,
 	if d.State != StateReady {
 		return Remediation{}, false, nil
 	}
+	// A host known to be down (a storm) is the storm's to handle: restarting
+	// or recreating its devservers one by one would race its recovery.
+	var hostState string
+	if err := getNamed(ctx, tx, &hostState, `SELECT state FROM hosts WHERE id = :id`, arg{"id": d.HostID}); err != nil {
+		return Remediation{}, false, fmt.Errorf("open remediation of %s: %w", d.Name, err)
+	}
+	if hostState == HostUnreachable {
+		return Remediation{}, false, nil
+	}
 	var id int64
 	err = getNamed(ctx, tx, &id, `
 INSERT INTO remediations (devserver_id, cause, detail, step, state, opened_at) VALUES (:d, :cause, :detail, 'restart', 'open', :at)

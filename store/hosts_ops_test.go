@@ -153,3 +153,37 @@ func TestLiveMoveCapacity(t *testing.T) {
 		}
 	})
 }
+
+func TestNoRemediationOnAHostKnownDown(t *testing.T) {
+	inv := storetest.SmallRegion(2)
+	s := storetest.Seeded(t, &inv)
+	ctx := context.Background()
+	u := storetest.User(t, s, "ann@example.com")
+	var d store.Devserver
+	err := s.InTx(ctx, func(tx *store.Tx) error {
+		var err error
+		if d, err = tx.Reserve(ctx, store.System, store.Reservation{Owner: u, Flavor: "vm.small", Region: "tst"}); err != nil {
+			return err
+		}
+		if _, err = tx.MarkReady(ctx, d.ID, "sim-1", "2001:db8::1"); err != nil {
+			return err
+		}
+		_, err = tx.SetHostState(ctx, store.System, "tst-hv01", []string{"ready"}, "unreachable")
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var opened []store.Remediation
+	err = s.InTx(ctx, func(tx *store.Tx) error {
+		var err error
+		opened, err = tx.RecordHealth(ctx, []store.HealthResult{{DevserverID: d.ID, Cause: store.CauseHostUnreachable, Detail: "host unreachable", At: time.Now()}}, "periodic")
+		return err
+	})
+	if err != nil || len(opened) != 0 {
+		t.Errorf("opened %d episodes on a host known down: %v", len(opened), err)
+	}
+	if h, err := s.LatestHealth(ctx, d.ID); err != nil || h.OK || h.Cause != store.CauseHostUnreachable {
+		t.Errorf("the check is not recorded: %+v %v", h, err)
+	}
+}
