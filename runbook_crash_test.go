@@ -25,6 +25,9 @@ import (
 // TestRunbookCrashChild).
 const crashChildDir = "DEVPORT_TEST_CRASH_CHILD_DIR"
 
+// crashChildLatency is the simulated fleet's latency in that process ("0s" when unset).
+const crashChildLatency = "DEVPORT_TEST_CRASH_CHILD_LATENCY"
+
 // TestRunbookCrashChild is the portal process that TestRunbookSurvivesKill
 // kills; on its own it does nothing.
 func TestRunbookCrashChild(t *testing.T) {
@@ -32,7 +35,11 @@ func TestRunbookCrashChild(t *testing.T) {
 	if dir == "" {
 		t.Skip("the process TestRunbookSurvivesKill starts and kills; not a test on its own")
 	}
-	args := []string{"devport", "serve", "--addr", "127.0.0.1:0", "--ssh-addr", "127.0.0.1:0", "--data-dir", dir, "--sim-latency", "0s"}
+	latency := os.Getenv(crashChildLatency)
+	if latency == "" {
+		latency = "0s"
+	}
+	args := []string{"devport", "serve", "--addr", "127.0.0.1:0", "--ssh-addr", "127.0.0.1:0", "--data-dir", dir, "--sim-latency", latency, "--pool-interval", "0s"}
 	if err := run(context.Background(), args, func(string) string { return "" }, os.Stdout); err != nil {
 		fmt.Println("run:", err)
 		os.Exit(1)
@@ -46,10 +53,10 @@ type crashPortal struct {
 	logs *bytes.Buffer
 }
 
-func startCrashPortal(t *testing.T, dir string) *crashPortal {
+func startCrashPortal(t *testing.T, dir string, env ...string) *crashPortal {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestRunbookCrashChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), crashChildDir+"="+dir)
+	cmd.Env = append(append(os.Environ(), crashChildDir+"="+dir), env...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

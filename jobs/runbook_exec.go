@@ -173,21 +173,23 @@ func AddRunbookVersion(ctx context.Context, s *store.Store, who store.Actor, src
 }
 
 // prepareRunbooks runs at start, before the workers: it loads the built-in
-// runbooks and makes the runbook jobs a killed process left running
-// available again at once. On SQLite one process owns the database, so a job
-// still "running" before the workers start was orphaned (River would rescue
-// it only after the longest job timeout); a step run twice does its effect
-// once, as every step does.
+// runbooks and makes the jobs a killed process left running available again
+// at once. On SQLite one process owns the database (serve locks its data
+// directory), so a job still "running" before the workers start was
+// orphaned; River would rescue it only after the longest job timeout, and a
+// drain or a migration would wait that long. Every job re-reads its state
+// and does its effect once, so running one again is safe. (Several replicas
+// on PostgreSQL leave this to River's rescuer.)
 func prepareRunbooks(ctx context.Context, s *store.Store, log *slog.Logger) error {
 	if err := LoadBuiltinRunbooks(ctx, s, log); err != nil {
 		return err
 	}
-	res, err := s.WriteDB().ExecContext(ctx, `UPDATE river_job SET state = 'available' WHERE state = 'running' AND kind IN ('runbook_step', 'runbook_deadline')`)
+	res, err := s.WriteDB().ExecContext(ctx, `UPDATE river_job SET state = 'available' WHERE state = 'running'`)
 	if err != nil {
-		return fmt.Errorf("requeue runbook steps: %w", err)
+		return fmt.Errorf("requeue orphaned jobs: %w", err)
 	}
 	if n, _ := res.RowsAffected(); n > 0 {
-		log.Info("Requeued runbook steps left running by a stopped process", "jobs", n)
+		log.Info("Requeued jobs left running by a stopped process", "jobs", n)
 	}
 	return nil
 }
