@@ -32,6 +32,9 @@ type hostOpRequest struct {
 	Reason   string     `json:"reason"`
 	Deadline *time.Time `json:"deadline"`
 	DryRun   bool       `json:"dry_run"`
+	// Sev is the SEV the operation updates: its timeline gets the run's
+	// start, failed steps and end.
+	Sev *int64 `json:"sev"`
 }
 
 // hostFromParam reads the {id} of a host; what is not a host's ID is not found.
@@ -67,10 +70,16 @@ func hostOpParams(now time.Time, h store.Host, op string, in hostOpRequest) (map
 			p.Add("deadline", "is more than 29 days away")
 		}
 	}
+	if in.Sev != nil && *in.Sev <= 0 {
+		p.Add("sev", "must be a SEV number")
+	}
 	if err := p.Err(); err != nil {
 		return nil, err
 	}
 	params := map[string]any{"host": h.Name}
+	if in.Sev != nil {
+		params["sev"] = strconv.FormatInt(*in.Sev, 10)
+	}
 	if in.Reason != "" {
 		params["reason"] = in.Reason
 	}
@@ -87,6 +96,13 @@ func startHostOp(ctx context.Context, s *store.Store, q Enqueuer, who store.Acto
 	params, err := hostOpParams(s.Now(), h, op, in)
 	if err != nil {
 		return store.Run{}, err
+	}
+	if in.Sev != nil {
+		if _, err := s.Sev(ctx, *in.Sev); errors.Is(err, store.ErrNotFound) {
+			return store.Run{}, &store.ValidationError{Fields: map[string]string{"sev": fmt.Sprintf("SEV-%d does not exist", *in.Sev)}}
+		} else if err != nil {
+			return store.Run{}, err
+		}
 	}
 	return jobs.StartHostOperation(ctx, s, q, who, h.Name, op, params)
 }

@@ -91,6 +91,7 @@ func TestHostOperations(t *testing.T) {
 			{hostPath + "/maintenance", `{"deadline":"soon"}`, 400, "malformed_json"},
 			{hostPath + "/maintenance", `{"reason":"` + strings.Repeat("x", 201) + `"}`, 422, "invalid"},
 			{"/api/v1/hosts/999999/maintenance", `{}`, 404, "not_found"},
+			{hostPath + "/maintenance", `{"sev":999999}`, 422, "invalid"},
 			{"/api/v1/hosts/nope/decommission", `{}`, 404, "not_found"},
 		}
 		for _, c := range cases {
@@ -148,7 +149,8 @@ func TestHostOperations(t *testing.T) {
 	})
 
 	t.Run("maintenance answers 202 with a run, moves the VM off and returns the host to ready", func(t *testing.T) {
-		resp, body := srv.Do(t, nil, handlertest.Request{Method: "POST", Path: hostPath + "/maintenance", Token: admin, Body: `{"reason":"firmware"}`})
+		sev := matrixSev(t, srv, admin)
+		resp, body := srv.Do(t, nil, handlertest.Request{Method: "POST", Path: hostPath + "/maintenance", Token: admin, Body: `{"reason":"firmware","sev":` + sev + `}`})
 		if resp.StatusCode != http.StatusAccepted || !strings.HasPrefix(resp.Header.Get("Location"), "/api/v1/runs/") {
 			t.Fatalf("%d %s", resp.StatusCode, body)
 		}
@@ -168,6 +170,11 @@ func TestHostOperations(t *testing.T) {
 			r, err := srv.Store.Run(ctx, run.ID)
 			return err == nil && r.State == store.RunSucceeded
 		})
+		// The SEV it updates has the run's start and end on its timeline.
+		var entries int
+		if err := srv.Store.WriteDB().QueryRow(`SELECT COUNT(*) FROM sev_timeline WHERE sev_id = ? AND event_key LIKE 'run:%'`, sev).Scan(&entries); err != nil || entries < 2 {
+			t.Errorf("SEV-%s has %d run entries (%v)", sev, entries, err)
+		}
 		now, _ := srv.Store.Devserver(ctx, d.Name)
 		if now.HostID == d.HostID || now.State != store.StateReady || now.InstanceID != d.InstanceID || now.Region != "prn" {
 			t.Errorf("devserver on %s in %s (%s), instance %s", now.Host, now.Region, now.State, now.InstanceID)
