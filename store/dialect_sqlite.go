@@ -35,3 +35,14 @@ func isUniqueViolation(err error) bool {
 	var se sqlite3.Error
 	return errors.As(err, &se) && (se.ExtendedCode == sqlite3.ErrConstraintUnique || se.ExtendedCode == sqlite3.ErrConstraintPrimaryKey)
 }
+
+// riverArg reads one field of a River job's arguments (stored as JSONB by
+// riversqlite); PostgreSQL reads args->>'field'.
+func riverArg(field string) string { return `json_extract(args, '$.` + field + `')` }
+
+// jsonText is a JSON(B) column as text; PostgreSQL casts jsonb to text.
+func jsonText(col string) string { return `CAST(json(` + col + `) AS TEXT)` }
+
+// listDistinct joins the distinct values of expr with commas, per group;
+// PostgreSQL writes string_agg(DISTINCT expr, ',').
+func listDistinct(expr string) string { return `GROUP_CONCAT(DISTINCT ` + expr + `)` }

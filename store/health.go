@@ -437,7 +437,7 @@ type RecurringFailure struct {
 func (s *Store) RecurringFailures(ctx context.Context, limit int) ([]RecurringFailure, error) {
 	var rs []RecurringFailure
 	err := selectNamed(ctx, s.read, &rs, `
-SELECT d.name AS devserver, COUNT(*) AS episodes, GROUP_CONCAT(DISTINCT r.cause) AS causes, COALESCE(MAX(r.opened_at), '') AS last_at
+SELECT d.name AS devserver, COUNT(*) AS episodes, `+listDistinct("r.cause")+` AS causes, COALESCE(MAX(r.opened_at), '') AS last_at
 FROM remediations r JOIN devservers d ON d.id = r.devserver_id
 GROUP BY d.name HAVING COUNT(*) > 1 ORDER BY episodes DESC, devserver LIMIT :limit`, arg{"limit": limit})
 	if err != nil {
@@ -588,16 +588,12 @@ type JobRecord struct {
 	FinalizedAt *time.Time `db:"finalized_at" json:"finalized_at,omitempty"`
 }
 
-// riverArg is the SQLite dialect's reading of one field of a River job's
-// arguments (stored as JSONB); PostgreSQL reads args->>'field'.
-func riverArg(field string) string { return `json_extract(args, '$.` + field + `')` }
-
 // DevserverJobs lists the newest queue rows about a devserver: those whose
 // arguments name it, its migrations, its backups or its remediations.
 func (s *Store) DevserverJobs(ctx context.Context, devserverID int64, limit int) ([]JobRecord, error) {
 	var js []JobRecord
 	err := selectNamed(ctx, s.read, &js, `
-SELECT id, kind, state, attempt, CAST(json(args) AS TEXT) AS args, CAST(json(errors) AS TEXT) AS errors, created_at, finalized_at
+SELECT id, kind, state, attempt, `+jsonText("args")+` AS args, `+jsonText("errors")+` AS errors, created_at, finalized_at
 FROM river_job
 WHERE `+riverArg("devserver_id")+` = :d
    OR `+riverArg("migration_id")+` IN (SELECT id FROM devserver_migrations WHERE devserver_id = :d)
