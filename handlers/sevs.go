@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -780,17 +781,22 @@ func apiSevSubscription(log *slog.Logger, s *store.Store, on bool) http.HandlerF
 }
 
 func apiSevReport(log *slog.Logger, s *store.Store) http.HandlerFunc {
+	return apiSevPart(log, s.SevReport)
+}
+
+// apiSevPart answers the GET of one part of a SEV (its report, its review).
+func apiSevPart[T any](log *slog.Logger, get func(context.Context, int64) (T, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		id, err := sevID(r)
-		var rep store.SevReport
+		var v T
 		if err == nil {
-			rep, err = s.SevReport(r.Context(), id)
+			v, err = get(r.Context(), id)
 		}
 		if err != nil {
 			web.Error(w, r, log, err)
 			return
 		}
-		web.WriteJSON(w, http.StatusOK, rep)
+		web.WriteJSON(w, http.StatusOK, v)
 	}
 }
 
@@ -818,18 +824,7 @@ func apiPutSevReport(log *slog.Logger, s *store.Store) http.HandlerFunc {
 }
 
 func apiSevReview(log *slog.Logger, s *store.Store) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		id, err := sevID(r)
-		var rev store.SevReview
-		if err == nil {
-			rev, err = s.SevReview(r.Context(), id)
-		}
-		if err != nil {
-			web.Error(w, r, log, err)
-			return
-		}
-		web.WriteJSON(w, http.StatusOK, rev)
-	}
+	return apiSevPart(log, s.SevReview)
 }
 
 func apiPostSevReview(log *slog.Logger, s *store.Store) http.HandlerFunc {
