@@ -184,11 +184,11 @@ func prepareRunbooks(ctx context.Context, s *store.Store, log *slog.Logger) erro
 	if err := LoadBuiltinRunbooks(ctx, s, log); err != nil {
 		return err
 	}
-	res, err := s.WriteDB().ExecContext(ctx, `UPDATE river_job SET state = 'available' WHERE state = 'running'`)
+	n, err := s.RequeueOrphanedJobs(ctx)
 	if err != nil {
-		return fmt.Errorf("requeue orphaned jobs: %w", err)
+		return err
 	}
-	if n, _ := res.RowsAffected(); n > 0 {
+	if n > 0 {
 		log.Info("Requeued jobs left running by a stopped process", "jobs", n)
 	}
 	return nil

@@ -1,7 +1,9 @@
 package store
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"net/url"
 
@@ -46,3 +48,16 @@ func jsonText(col string) string { return `CAST(json(` + col + `) AS TEXT)` }
 // listDistinct joins the distinct values of expr with commas, per group;
 // PostgreSQL writes string_agg(DISTINCT expr, ',').
 func listDistinct(expr string) string { return `GROUP_CONCAT(DISTINCT ` + expr + `)` }
+
+// RequeueOrphanedJobs makes the jobs a stopped process left "running"
+// available again, and says how many there were. It is for SQLite only,
+// where one process (holding the data directory's lock) owns the database,
+// so no running job can belong to a live process; call it before the
+// workers start. Several replicas on PostgreSQL leave this to River.
+func (s *Store) RequeueOrphanedJobs(ctx context.Context) (int64, error) {
+	res, err := s.write.ExecContext(ctx, `UPDATE river_job SET state = 'available' WHERE state = 'running'`)
+	if err != nil {
+		return 0, fmt.Errorf("requeue orphaned jobs: %w", err)
+	}
+	return res.RowsAffected()
+}
