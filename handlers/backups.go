@@ -195,14 +195,7 @@ func apiListBackups(log *slog.Logger, s *store.Store) http.HandlerFunc {
 			web.Error(w, r, log, err)
 			return
 		}
-		out := page[store.Backup]{Items: bs}
-		if len(bs) > limit {
-			out.Items = bs[:limit]
-			out.NextCursor = cursorAfter(bs[limit-1].ID)
-		}
-		if out.Items == nil {
-			out.Items = []store.Backup{}
-		}
+		out := pageOf(bs, limit, func(v store.Backup) int64 { return v.ID })
 		web.WriteJSON(w, http.StatusOK, out)
 	}
 }

@@ -471,14 +471,7 @@ func apiListContainers(log *slog.Logger, s *store.Store) http.HandlerFunc {
 			web.Error(w, r, log, err)
 			return
 		}
-		out := page[store.Container]{Items: cs}
-		if len(cs) > limit {
-			out.Items = cs[:limit]
-			out.NextCursor = cursorAfter(cs[limit-1].ID)
-		}
-		if out.Items == nil {
-			out.Items = []store.Container{}
-		}
+		out := pageOf(cs, limit, func(v store.Container) int64 { return v.ID })
 		web.WriteJSON(w, http.StatusOK, out)
 	}
 }

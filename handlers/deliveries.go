@@ -42,14 +42,7 @@ func deliveriesPage(r *http.Request, s *store.Store) (page[store.Delivery], stor
 	if err != nil {
 		return page[store.Delivery]{}, f, err
 	}
-	p := page[store.Delivery]{Items: ds}
-	if len(ds) > limit {
-		p.Items = ds[:limit]
-		p.NextCursor = cursorAfter(ds[limit-1].ID)
-	}
-	if p.Items == nil {
-		p.Items = []store.Delivery{}
-	}
+	p := pageOf(ds, limit, func(v store.Delivery) int64 { return v.ID })
 	return p, f, nil
 }
 

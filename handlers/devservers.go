@@ -418,6 +418,20 @@ type page[T any] struct {
 	NextCursor string `json:"next_cursor,omitempty"`
 }
 
+// pageOf is the answer for a list read with limit+1 rows: at most limit
+// items (never null), and the cursor after the last when there are more.
+func pageOf[T any](items []T, limit int, id func(T) int64) page[T] {
+	out := page[T]{Items: items}
+	if len(items) > limit {
+		out.Items = items[:limit]
+		out.NextCursor = cursorAfter(id(items[limit-1]))
+	}
+	if out.Items == nil {
+		out.Items = []T{}
+	}
+	return out
+}
+
 // pagination reads limit (default 50, at most 500) and cursor.
 func pagination(r *http.Request) (limit int, after int64, err error) {
 	limit = 50
@@ -438,6 +452,39 @@ func pagination(r *http.Request) (limit int, after int64, err error) {
 		}
 	}
 	return limit, after, nil
+}
+
+// offsetPagination reads limit and an offset cursor ("at:N"), for lists
+// sorted by something other than their ID (tasks and follow-ups by due date).
+func offsetPagination(r *http.Request) (limit, offset int, err error) {
+	q := r.URL.Query()
+	c := q.Get("cursor")
+	q.Del("cursor")
+	plain := r.Clone(r.Context())
+	plain.URL.RawQuery = q.Encode()
+	if limit, _, err = pagination(plain); err != nil || c == "" {
+		return limit, 0, err
+	}
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	if err == nil && strings.HasPrefix(string(b), "at:") {
+		if n, err := strconv.Atoi(strings.TrimPrefix(string(b), "at:")); err == nil && n > 0 {
+			return limit, n, nil
+		}
+	}
+	return 0, 0, web.BadRequest("invalid_cursor", "cursor is not one this server gave out.")
+}
+
+// offsetPage is the answer for a list read from offset with limit+1 rows.
+func offsetPage[T any](items []T, limit, offset int) page[T] {
+	out := page[T]{Items: items}
+	if len(items) > limit {
+		out.Items = items[:limit]
+		out.NextCursor = base64.RawURLEncoding.EncodeToString([]byte("at:" + strconv.Itoa(offset+limit)))
+	}
+	if out.Items == nil {
+		out.Items = []T{}
+	}
+	return out
 }
 
 func cursorAfter(id int64) string {
@@ -476,14 +523,7 @@ func apiListDevservers(log *slog.Logger, s *store.Store) http.HandlerFunc {
 		for i := range ds {
 			ds[i].Connection = store.ConnectionFor(ds[i], *u, web.Gateway(r.Context()))
 		}
-		out := page[store.Devserver]{Items: ds}
-		if len(ds) > limit {
-			out.Items = ds[:limit]
-			out.NextCursor = cursorAfter(ds[limit-1].ID)
-		}
-		if out.Items == nil {
-			out.Items = []store.Devserver{}
-		}
+		out := pageOf(ds, limit, func(v store.Devserver) int64 { return v.ID })
 		web.WriteJSON(w, http.StatusOK, out)
 	}
 }

@@ -2,7 +2,6 @@ package handlers
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -293,36 +292,20 @@ func followupDocs(fs []store.Followup) []followupJSON {
 	return out
 }
 
-// apiFollowupPage answers a page of follow-ups with the offset cursor the tasks list uses.
+// apiFollowupPage answers a page of follow-ups (an offset cursor: they sort by due date).
 func apiFollowupPage(w http.ResponseWriter, r *http.Request, log *slog.Logger, s *store.Store, f store.FollowupFilter) {
-	q := r.URL.Query()
-	q.Del("cursor")
-	plain := r.Clone(r.Context())
-	plain.URL.RawQuery = q.Encode()
-	limit, _, err := pagination(plain)
-	if err == nil {
-		f.Offset, err = taskCursor(r)
-	}
+	limit, offset, err := offsetPagination(r)
 	var fs []store.Followup
 	if err == nil {
-		f.Limit = limit + 1
+		f.Offset, f.Limit = offset, limit+1
 		fs, err = s.Followups(r.Context(), f)
 	}
 	if err != nil {
 		web.Error(w, r, log, err)
 		return
 	}
-	p := page[followupJSON]{Items: followupDocs(fs)}
-	if len(fs) > limit {
-		p.Items = p.Items[:limit]
-		p.NextCursor = offsetCursor(f.Offset + limit)
-	}
+	p := offsetPage(followupDocs(fs), limit, offset)
 	web.WriteJSON(w, http.StatusOK, p)
-}
-
-// offsetCursor is the cursor taskCursor reads: an offset.
-func offsetCursor(n int) string {
-	return base64.RawURLEncoding.EncodeToString([]byte("at:" + strconv.Itoa(n)))
 }
 
 func apiSevFollowups(log *slog.Logger, s *store.Store) http.HandlerFunc {

@@ -24,14 +24,7 @@ func inboxPage(r *http.Request, s *store.Store) (page[store.Notification], error
 	if err != nil {
 		return page[store.Notification]{}, err
 	}
-	out := page[store.Notification]{Items: ns}
-	if len(ns) > limit {
-		out.Items = ns[:limit]
-		out.NextCursor = cursorAfter(ns[limit-1].ID)
-	}
-	if out.Items == nil {
-		out.Items = []store.Notification{}
-	}
+	out := pageOf(ns, limit, func(v store.Notification) int64 { return v.ID })
 	return out, nil
 }
 

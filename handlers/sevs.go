@@ -77,14 +77,7 @@ func sevsPage(r *http.Request, s *store.Store) (page[store.Sev], store.SevFilter
 	if err != nil {
 		return page[store.Sev]{}, f, err
 	}
-	p := page[store.Sev]{Items: ss}
-	if len(ss) > limit {
-		p.Items = ss[:limit]
-		p.NextCursor = cursorAfter(ss[limit-1].ID)
-	}
-	if p.Items == nil {
-		p.Items = []store.Sev{}
-	}
+	p := pageOf(ss, limit, func(v store.Sev) int64 { return v.ID })
 	return p, f, nil
 }
 

@@ -1,11 +1,9 @@
 package handlers
 
 import (
-	"encoding/base64"
 	"log/slog"
 	"net/http"
 	"strconv"
-	"strings"
 
 	"github.com/go-chi/chi/v5"
 
@@ -66,33 +64,9 @@ func postTaskDone(log *slog.Logger, s *store.Store, sessions *web.SessionStore) 
 	}
 }
 
-// taskCursor reads the tasks list's cursor: an offset, since open tasks sort by due date.
-func taskCursor(r *http.Request) (int, error) {
-	c := r.URL.Query().Get("cursor")
-	if c == "" {
-		return 0, nil
-	}
-	b, err := base64.RawURLEncoding.DecodeString(c)
-	if err == nil && strings.HasPrefix(string(b), "at:") {
-		if n, err := strconv.Atoi(strings.TrimPrefix(string(b), "at:")); err == nil && n > 0 {
-			return n, nil
-		}
-	}
-	return 0, web.BadRequest("invalid_cursor", "cursor is not one this server gave out.")
-}
-
 func apiListTasks(log *slog.Logger, s *store.Store) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		// The cursor is an offset, not an ID: pagination reads the limit alone.
-		q := r.URL.Query()
-		q.Del("cursor")
-		plain := r.Clone(r.Context())
-		plain.URL.RawQuery = q.Encode()
-		limit, _, err := pagination(plain)
-		var offset int
-		if err == nil {
-			offset, err = taskCursor(r)
-		}
+		limit, offset, err := offsetPagination(r)
 		var ts []store.Task
 		if err == nil {
 			ts, err = s.Tasks(r.Context(), web.User(r).ID, offset, limit+1)
@@ -101,14 +75,7 @@ func apiListTasks(log *slog.Logger, s *store.Store) http.HandlerFunc {
 			web.Error(w, r, log, err)
 			return
 		}
-		p := page[store.Task]{Items: ts}
-		if len(ts) > limit {
-			p.Items = ts[:limit]
-			p.NextCursor = base64.RawURLEncoding.EncodeToString([]byte("at:" + strconv.Itoa(offset+limit)))
-		}
-		if p.Items == nil {
-			p.Items = []store.Task{}
-		}
+		p := offsetPage(ts, limit, offset)
 		web.WriteJSON(w, http.StatusOK, p)
 	}
 }
