@@ -728,17 +728,24 @@ func apiAddSevTimeline(log *slog.Logger, s *store.Store) http.HandlerFunc {
 }
 
 func apiBroadcastSev(log *slog.Logger, s *store.Store) http.HandlerFunc {
+	return apiSevChange(log, s, http.StatusCreated, (*store.Tx).BroadcastSev)
+}
+
+// apiSevChange answers a change to a SEV from a JSON body, made in one
+// transaction: the SEV's number from the path, the body decoded into In.
+func apiSevChange[In, Out any](log *slog.Logger, s *store.Store, status int,
+	change func(*store.Tx, context.Context, store.Actor, int64, In) (Out, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		id, err := sevID(r)
-		var in store.SevBroadcast
+		var in In
 		if err == nil {
 			err = web.DecodeJSON(w, r, &in)
 		}
-		var res store.SevBroadcastResult
+		var out Out
 		if err == nil {
 			err = s.InTx(r.Context(), func(tx *store.Tx) error {
 				var err error
-				res, err = tx.BroadcastSev(r.Context(), web.Actor(r), id, in)
+				out, err = change(tx, r.Context(), web.Actor(r), id, in)
 				return err
 			})
 		}
@@ -746,10 +753,7 @@ func apiBroadcastSev(log *slog.Logger, s *store.Store) http.HandlerFunc {
 			web.Error(w, r, log, err)
 			return
 		}
-		if res.Banners == nil {
-			res.Banners = []int64{}
-		}
-		web.WriteJSON(w, http.StatusCreated, res)
+		web.WriteJSON(w, status, out)
 	}
 }
 
@@ -794,26 +798,7 @@ func apiSevPart[T any](log *slog.Logger, get func(context.Context, int64) (T, er
 }
 
 func apiPutSevReport(log *slog.Logger, s *store.Store) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		id, err := sevID(r)
-		var in store.SevReportInput
-		if err == nil {
-			err = web.DecodeJSON(w, r, &in)
-		}
-		var rep store.SevReport
-		if err == nil {
-			err = s.InTx(r.Context(), func(tx *store.Tx) error {
-				var err error
-				rep, err = tx.PutSevReport(r.Context(), web.Actor(r), id, in)
-				return err
-			})
-		}
-		if err != nil {
-			web.Error(w, r, log, err)
-			return
-		}
-		web.WriteJSON(w, http.StatusOK, rep)
-	}
+	return apiSevChange(log, s, http.StatusOK, (*store.Tx).PutSevReport)
 }
 
 func apiSevReview(log *slog.Logger, s *store.Store) http.HandlerFunc {

@@ -835,7 +835,7 @@ type SevBroadcastResult struct {
 // affected people (once per person and update), optionally as banners, and
 // records it on the timeline as a broadcast.
 func (tx *Tx) BroadcastSev(ctx context.Context, who Actor, sevID int64, b SevBroadcast) (SevBroadcastResult, error) {
-	var res SevBroadcastResult
+	res := SevBroadcastResult{Banners: []int64{}}
 	s, err := tx.SevByID(ctx, sevID)
 	if err != nil {
 		return res, err
