@@ -556,21 +556,8 @@ func (tx *Tx) DrainLiveMoveTarget(ctx context.Context, who Actor, it DrainItem, 
 // FinishDrainLiveMove puts a live-migrated devserver on its new host and region,
 // frees the source host's capacity and marks the item done.
 func (tx *Tx) FinishDrainLiveMove(ctx context.Context, who Actor, it DrainItem, d Devserver) error {
-	f, err := flavorByName(ctx, tx, d.Flavor)
-	if err != nil {
-		return err
-	}
-	n, err := execNamed(ctx, tx, `
-UPDATE devservers SET host_id = :host, region = :region, hostname = :hostname, state = 'ready', status_note = '', updated_at = :now
-WHERE id = :id AND state = 'migrating' AND host_id = :from`, arg{"id": d.ID, "host": *it.ToHostID, "region": it.ToRegion, "from": it.FromHostID,
-		"hostname": d.Name + "." + it.ToRegion + ".devport.internal", "now": tx.Now()})
-	if err != nil {
+	if _, err := tx.switchLiveMove(ctx, d, it.FromHostID, *it.ToHostID, it.ToRegion, ""); err != nil {
 		return fmt.Errorf("finish live move %s: %w", d.Name, err)
-	}
-	if n == 1 {
-		if _, err := execNamed(ctx, tx, freeCapacitySQL, capacityArgs(it.FromHostID, f)); err != nil {
-			return fmt.Errorf("finish live move %s: free capacity: %w", d.Name, err)
-		}
 	}
 	if _, err := tx.SetDrainItem(ctx, it, []string{ItemMoving}, ItemDone); err != nil {
 		return err
@@ -582,19 +569,8 @@ WHERE id = :id AND state = 'migrating' AND host_id = :from`, arg{"id": d.ID, "ho
 // where it was, and marks the item failed.
 func (tx *Tx) FailDrainLiveMove(ctx context.Context, who Actor, it DrainItem, d Devserver, cause string) error {
 	if it.ToHostID != nil {
-		f, err := flavorByName(ctx, tx, d.Flavor)
-		if err != nil {
+		if _, err := tx.abandonLiveMove(ctx, d, *it.ToHostID, "Live migration for the region drain failed: "+clip(cause)); err != nil {
 			return err
-		}
-		n, err := execNamed(ctx, tx, `UPDATE devservers SET state = 'ready', status_note = '', updated_at = :now WHERE id = :id AND state = 'migrating' AND host_id = :from`,
-			arg{"id": d.ID, "from": it.FromHostID, "now": tx.Now()})
-		if err != nil {
-			return err
-		}
-		if n == 1 {
-			if _, err := execNamed(ctx, tx, freeCapacitySQL, capacityArgs(*it.ToHostID, f)); err != nil {
-				return err
-			}
 		}
 	}
 	it.Error = cause

@@ -279,23 +279,8 @@ func (tx *Tx) FinishLiveMove(ctx context.Context, m HostMove, address string) er
 	if err != nil {
 		return err
 	}
-	f, err := flavorByName(ctx, tx, d.Flavor)
-	if err != nil {
+	if _, err := tx.switchLiveMove(ctx, d, m.FromHostID, m.ToHostID, m.ToRegion, address); err != nil {
 		return err
-	}
-	if _, err := execNamed(ctx, tx, freeCapacitySQL, capacityArgs(m.FromHostID, f)); err != nil {
-		return fmt.Errorf("finish move of %s: %w", d.Name, err)
-	}
-	if address == "" {
-		address = d.Address
-	}
-	_, err = execNamed(ctx, tx, `
-UPDATE devservers SET host_id = :host, region = :region, address = :address, hostname = :hostname, state = 'ready', progress = 100,
-    status_note = '', updated_at = :now
-WHERE id = :id AND state = 'migrating'`, arg{"id": d.ID, "host": m.ToHostID, "region": m.ToRegion, "address": address,
-		"hostname": d.Name + "." + m.ToRegion + ".devport.internal", "now": now})
-	if err != nil {
-		return fmt.Errorf("finish move of %s: %w", d.Name, err)
 	}
 	return tx.Audit(ctx, System, "devserver.live_migrated", "devserver", d.Name, map[string]any{"host": m.ToHost, "region": m.ToRegion})
 }
@@ -314,15 +299,7 @@ func (tx *Tx) FailLiveMove(ctx context.Context, m HostMove, cause error) error {
 	if err != nil {
 		return err
 	}
-	f, err := flavorByName(ctx, tx, d.Flavor)
-	if err != nil {
-		return err
-	}
-	if _, err := execNamed(ctx, tx, freeCapacitySQL, capacityArgs(m.ToHostID, f)); err != nil {
-		return fmt.Errorf("fail move of %s: %w", d.Name, err)
-	}
-	if _, err := execNamed(ctx, tx, `UPDATE devservers SET state = 'ready', progress = 100, status_note = :note, updated_at = :now WHERE id = :id AND state = 'migrating'`,
-		arg{"id": d.ID, "now": now, "note": clipLong("Live migration to " + m.ToHost + " failed: " + reason)}); err != nil {
+	if _, err := tx.abandonLiveMove(ctx, d, m.ToHostID, "Live migration to "+m.ToHost+" failed: "+reason); err != nil {
 		return err
 	}
 	return tx.Audit(ctx, System, "devserver.live_migrate_failed", "devserver", d.Name, map[string]any{"to": m.ToHost, "error": reason})
@@ -417,6 +394,50 @@ func CheckMoveOffHost(h Host, d Devserver) error {
 	}
 	if d.State != StateReady {
 		return Conflict("invalid_state", fmt.Sprintf("Devserver %s is %s; only a ready devserver can move.", d.Name, d.State))
+	}
+	return nil
+}
+
+// switchLiveMove puts a devserver that was live-migrating from host from on
+// host to in region (its hostname follows; address "" keeps the old one)
+// and gives the source's capacity back. It does nothing and says false when
+// the devserver is no longer migrating from there. Drains and host
+// operations both end their live moves through it.
+func (tx *Tx) switchLiveMove(ctx context.Context, d Devserver, from, to int64, region, address string) (bool, error) {
+	if address == "" {
+		address = d.Address
+	}
+	n, err := execNamed(ctx, tx, `
+UPDATE devservers SET host_id = :host, region = :region, address = :address, hostname = :hostname, state = 'ready', progress = 100,
+    status_note = '', updated_at = :now
+WHERE id = :id AND state = 'migrating' AND host_id = :from`, arg{"id": d.ID, "host": to, "from": from, "region": region, "address": address,
+		"hostname": d.Name + "." + region + ".devport.internal", "now": tx.Now()})
+	if err != nil || n == 0 {
+		return false, err
+	}
+	return true, tx.freeFlavorCapacity(ctx, d, from)
+}
+
+// abandonLiveMove leaves a devserver whose live migration failed ready
+// where it was, saying why, and gives back the capacity taken on host to.
+// It does nothing and says false when the devserver is no longer migrating.
+func (tx *Tx) abandonLiveMove(ctx context.Context, d Devserver, to int64, note string) (bool, error) {
+	n, err := execNamed(ctx, tx, `UPDATE devservers SET state = 'ready', progress = 100, status_note = :note, updated_at = :now WHERE id = :id AND state = 'migrating'`,
+		arg{"id": d.ID, "now": tx.Now(), "note": clipLong(note)})
+	if err != nil || n == 0 {
+		return false, err
+	}
+	return true, tx.freeFlavorCapacity(ctx, d, to)
+}
+
+// freeFlavorCapacity gives back the room d's flavour takes on host.
+func (tx *Tx) freeFlavorCapacity(ctx context.Context, d Devserver, host int64) error {
+	f, err := flavorByName(ctx, tx, d.Flavor)
+	if err != nil {
+		return err
+	}
+	if _, err := execNamed(ctx, tx, freeCapacitySQL, capacityArgs(host, f)); err != nil {
+		return fmt.Errorf("free the capacity of %s: %w", d.Name, err)
 	}
 	return nil
 }
