@@ -420,18 +420,9 @@ func (tx *Tx) checkContainerRequest(ctx context.Context, r *ContainerRequest) (C
 	if from == "" {
 		from = r.Owner.HomeRegion
 	}
-	var all []Region
-	if err := tx.SelectContext(ctx, &all, `SELECT code, name, status, position, created_at FROM regions ORDER BY position, code`); err != nil {
-		return t, prof, nil, fmt.Errorf("regions: %w", err)
-	}
-	if from == "" && len(all) > 0 {
-		from = all[0].Code
-	}
-	ms, err := latenciesFrom(ctx, tx, from)
-	if err != nil {
-		return t, prof, nil, err
-	}
-	return t, prof, ByNearness(all, from, ms), nil
+	// With no home region, the first region (by position) is "nearest".
+	regions, err := regionsByNearness(ctx, tx, from)
+	return t, prof, regions, err
 }
 
 // assignPooledContainer takes a ready pooled container of the type and

@@ -320,18 +320,6 @@ func drainPlan(ctx context.Context, q queryer, region string) ([]DrainMove, erro
 	return out, nil
 }
 
-func regionsByNearness(ctx context.Context, q queryer, from string) ([]Region, error) {
-	var regions []Region
-	if err := q.SelectContext(ctx, &regions, `SELECT `+regionColumns+` FROM regions ORDER BY position, code`); err != nil {
-		return nil, fmt.Errorf("regions: %w", err)
-	}
-	ms, err := latenciesFrom(ctx, q, from)
-	if err != nil {
-		return nil, err
-	}
-	return ByNearness(regions, from, ms), nil
-}
-
 // AddDrainItems records the devservers a drain moves, once each.
 func (tx *Tx) AddDrainItems(ctx context.Context, drainID int64, moves []DrainMove) error {
 	now := tx.Now()
@@ -523,32 +511,26 @@ func (tx *Tx) DrainLiveMoveTarget(ctx context.Context, who Actor, it DrainItem, 
 		if r.Code == d.Region || !r.Active() {
 			continue
 		}
-		hosts, err := hostsIn(ctx, tx, r.Code)
+		h, err := tx.takeCapacity(ctx, f, r.Code)
+		if err != nil {
+			return Host{}, fmt.Errorf("live move %s: %w", d.Name, err)
+		}
+		if h.ID == 0 {
+			continue
+		}
+		n, err := execNamed(ctx, tx, `UPDATE devservers SET state = 'migrating', status_note = :note, updated_at = :now WHERE id = :id AND state = 'ready'`,
+			arg{"id": d.ID, "note": "Live-migrating to " + r.Code + " (region drain)", "now": tx.Now()})
 		if err != nil {
 			return Host{}, err
 		}
-		for _, h := range PlacementOrder(f, hosts) {
-			n, err := execNamed(ctx, tx, takeCapacitySQL, capacityArgs(h.ID, f))
-			if err != nil {
-				return Host{}, fmt.Errorf("live move %s: take capacity: %w", d.Name, err)
-			}
-			if n == 0 {
-				continue
-			}
-			n, err = execNamed(ctx, tx, `UPDATE devservers SET state = 'migrating', status_note = :note, updated_at = :now WHERE id = :id AND state = 'ready'`,
-				arg{"id": d.ID, "note": "Live-migrating to " + r.Code + " (region drain)", "now": tx.Now()})
-			if err != nil {
-				return Host{}, err
-			}
-			if n == 0 {
-				return Host{}, Conflict("invalid_state", fmt.Sprintf("Devserver %s is %s; only a ready devserver moves.", d.Name, d.State))
-			}
-			it.ToRegion, it.ToHostID = r.Code, &h.ID
-			if _, err := tx.SetDrainItem(ctx, it, []string{ItemMoving}, ItemMoving); err != nil {
-				return Host{}, err
-			}
-			return h, tx.Audit(ctx, who, "devserver.live_migrate", "devserver", d.Name, map[string]any{"from": d.Host, "to": h.Name, "region": r.Code})
+		if n == 0 {
+			return Host{}, Conflict("invalid_state", fmt.Sprintf("Devserver %s is %s; only a ready devserver moves.", d.Name, d.State))
 		}
+		it.ToRegion, it.ToHostID = r.Code, &h.ID
+		if _, err := tx.SetDrainItem(ctx, it, []string{ItemMoving}, ItemMoving); err != nil {
+			return Host{}, err
+		}
+		return h, tx.Audit(ctx, who, "devserver.live_migrate", "devserver", d.Name, map[string]any{"from": d.Host, "to": h.Name, "region": r.Code})
 	}
 	return Host{}, Conflict("no_capacity", fmt.Sprintf("No active region has room for %s (%s).", d.Name, d.Flavor))
 }

@@ -164,33 +164,17 @@ func hostDevservers(ctx context.Context, q queryer, hostID int64) ([]Devserver, 
 // The host exclude (0: none) is skipped. It returns a ConflictError
 // no_capacity when no host anywhere has room.
 func pickTarget(ctx context.Context, tx *Tx, f Flavor, from string, exclude int64) (Host, error) {
-	var regions []Region
-	if err := tx.SelectContext(ctx, &regions, `SELECT `+regionColumns+` FROM regions ORDER BY position, code`); err != nil {
-		return Host{}, fmt.Errorf("pick a host: %w", err)
-	}
-	ms, err := latenciesFrom(ctx, tx, from)
+	regions, err := regionsByNearness(ctx, tx, from)
 	if err != nil {
 		return Host{}, err
 	}
-	for _, r := range ByNearness(regions, from, ms) {
+	for _, r := range regions {
 		if !r.Active() {
 			continue
 		}
-		hosts, err := hostsIn(ctx, tx, r.Code)
-		if err != nil {
-			return Host{}, err
-		}
-		for _, h := range PlacementOrder(f, hosts) {
-			if h.ID == exclude {
-				continue
-			}
-			n, err := execNamed(ctx, tx, takeCapacitySQL, capacityArgs(h.ID, f))
-			if err != nil {
-				return Host{}, fmt.Errorf("pick a host: take capacity: %w", err)
-			}
-			if n == 1 {
-				return h, nil
-			}
+		h, err := tx.takeCapacityExcept(ctx, f, r.Code, exclude)
+		if err != nil || h.ID != 0 {
+			return h, err
 		}
 	}
 	return Host{}, Conflict("no_capacity", fmt.Sprintf("No ready host in any active region has room for %s.", f.Name))

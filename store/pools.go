@@ -249,11 +249,20 @@ RETURNING id`, arg{"name": name, "flavor": f.Name, "region": region, "host_id": 
 // takeCapacity takes room for one devserver of flavour f on the best host of
 // region, and returns that host (the zero Host when nothing has room).
 func (tx *Tx) takeCapacity(ctx context.Context, f Flavor, region string) (Host, error) {
+	return tx.takeCapacityExcept(ctx, f, region, 0)
+}
+
+// takeCapacityExcept is takeCapacity on any host but exclude (the one a
+// devserver moves off).
+func (tx *Tx) takeCapacityExcept(ctx context.Context, f Flavor, region string, exclude int64) (Host, error) {
 	hosts, err := hostsIn(ctx, tx, region)
 	if err != nil {
 		return Host{}, err
 	}
 	for _, h := range PlacementOrder(f, hosts) {
+		if h.ID == exclude {
+			continue
+		}
 		n, err := execNamed(ctx, tx, takeCapacitySQL, capacityArgs(h.ID, f))
 		if err != nil {
 			return Host{}, fmt.Errorf("take capacity for %s on %s: %w", f.Name, h.Name, err)

@@ -53,11 +53,16 @@ func (s *Store) Latencies(ctx context.Context, from string) (map[string]int, err
 
 // RegionsByNearness lists the regions ordered by nearness to from.
 func (s *Store) RegionsByNearness(ctx context.Context, from string) ([]Region, error) {
-	regions, err := s.Regions(ctx)
-	if err != nil {
-		return nil, err
+	return regionsByNearness(ctx, s.read, from)
+}
+
+// regionsByNearness lists every region, from itself first, then the nearest.
+func regionsByNearness(ctx context.Context, q queryer, from string) ([]Region, error) {
+	var regions []Region
+	if err := q.SelectContext(ctx, &regions, `SELECT `+regionColumns+` FROM regions ORDER BY position, code`); err != nil {
+		return nil, fmt.Errorf("regions: %w", err)
 	}
-	ms, err := s.Latencies(ctx, from)
+	ms, err := latenciesFrom(ctx, q, from)
 	if err != nil {
 		return nil, err
 	}
