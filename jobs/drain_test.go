@@ -379,10 +379,12 @@ func TestUndrain(t *testing.T) {
 // At the deadline the devservers still waiting are listed on the run's log,
 // counted past the deadline and their owners tasked; the ones moving finish.
 func TestDrainDeadline(t *testing.T) {
-	g := newDrainRig(t, 300*time.Millisecond)
+	// Each move takes a second, one at a time: eight take eight seconds,
+	// far past a deadline three seconds away even on a loaded machine.
+	g := newDrainRig(t, time.Second)
 	ctx := context.Background()
 	g.populate(t, g.owners(t, 8), 8, 0, 0)
-	deadline := time.Now().Add(1500 * time.Millisecond)
+	deadline := time.Now().Add(3 * time.Second)
 	drain, run, err := StartDrain(ctx, g.s, g.runner, g.admin, DrainRequest{Region: "src", Reason: "short window", MaxParallel: intp(1), Deadline: &deadline})
 	if err != nil {
 		t.Fatal(err)
