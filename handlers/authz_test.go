@@ -134,6 +134,12 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"GET", "/api/v1/support/999999", "", map[string]int{"anonymous": 401, "owner": 403, "sharee": 403, "stranger": 403, "admin": 404, "reviewer": 403}},
 		{"POST", "/api/v1/devservers/" + ds + "/rage", `{"note":"slow"}`, map[string]int{"anonymous": 401, "owner": 202, "sharee": 403, "stranger": 404, "admin": 202, "reviewer": 404}},
 		{"POST", "/api/v1/devservers/" + ds + "/move-off-host", "", map[string]int{"anonymous": 401, "owner": 409, "sharee": 403, "stranger": 404, "admin": 409, "reviewer": 404}},
+		{"GET", "/api/v1/devservers/" + ds + "/health", "", map[string]int{"anonymous": 401, "owner": 200, "sharee": 200, "stranger": 404, "admin": 200, "reviewer": 404}},
+		// owner and admin: 202 (TestOwnerRestart), left out so ds is not restarted under the other rows.
+		{"POST", "/api/v1/devservers/" + ds + "/restart", "", map[string]int{"anonymous": 401, "sharee": 403, "stranger": 404, "reviewer": 404}},
+		{"POST", "/api/v1/support/bundles", `{"parts":{}}`, map[string]int{"anonymous": 401, "owner": 422, "sharee": 422, "stranger": 422, "admin": 422, "reviewer": 422}},
+		{"POST", "/api/v1/cli/token", `{"code":"dpc_nope","verifier":"nope"}`, map[string]int{"anonymous": 400, "owner": 400, "stranger": 400, "admin": 400}},
+		{"GET", "/api/v1/openapi.json", "", map[string]int{"anonymous": 200, "owner": 200, "sharee": 200, "stranger": 200, "admin": 200, "reviewer": 200}},
 		{"POST", "/api/v1/devservers/" + ds + "/storm/replace", `{}`, map[string]int{"anonymous": 401, "owner": 404, "sharee": 404, "stranger": 404, "admin": 404, "reviewer": 404}},
 		{"POST", "/api/v1/devservers/" + ds + "/storm/choice", `{"choice":"keep"}`, map[string]int{"anonymous": 401, "owner": 404, "sharee": 404, "stranger": 404, "admin": 404, "reviewer": 404}},
 		{"GET", "/api/v1/tasks", "", map[string]int{"anonymous": 401, "owner": 200, "stranger": 200, "admin": 200, "reviewer": 200}},
@@ -174,6 +180,9 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"GET", "/api/v1/me/keys", "", map[string]int{"anonymous": 401, "owner": 200, "sharee": 200, "stranger": 200, "admin": 200, "reviewer": 200}},
 		{"POST", "/api/v1/me/keys", `{"public_key":"not a key"}`, map[string]int{"anonymous": 401, "owner": 422, "sharee": 422, "stranger": 422, "admin": 422, "reviewer": 422}},
 		{"DELETE", "/api/v1/me/keys/999999", "", map[string]int{"anonymous": 401, "owner": 404, "sharee": 404, "stranger": 404, "admin": 404, "reviewer": 404}},
+		{"GET", "/api/v1/me/tokens", "", map[string]int{"anonymous": 401, "owner": 200, "sharee": 200, "stranger": 200, "admin": 200, "reviewer": 200}},
+		{"POST", "/api/v1/me/tokens", `{"name":"","scope":"read"}`, map[string]int{"anonymous": 401, "owner": 422, "sharee": 422, "stranger": 422, "admin": 422, "reviewer": 422}},
+		{"DELETE", "/api/v1/me/tokens/999999", "", map[string]int{"anonymous": 401, "owner": 404, "sharee": 404, "stranger": 404, "admin": 404, "reviewer": 404}},
 		{"GET", "/api/v1/containers/types", "", map[string]int{"anonymous": 401, "owner": 200, "stranger": 200, "admin": 200, "reviewer": 200}},
 		{"GET", "/api/v1/containers", "", map[string]int{"anonymous": 401, "owner": 200, "stranger": 200, "admin": 200, "reviewer": 200}},
 		{"GET", "/api/v1/containers?all=1", "", map[string]int{"anonymous": 401, "owner": 403, "stranger": 403, "admin": 200, "reviewer": 403}},
@@ -272,6 +281,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"GET", "/admin/support", nil, map[string]int{"anonymous": 303, "owner": 403, "sharee": 403, "stranger": 403, "admin": 200, "reviewer": 403}},
 		{"GET", "/admin/support/999999", nil, map[string]int{"anonymous": 303, "owner": 403, "sharee": 403, "stranger": 403, "admin": 404, "reviewer": 403}},
 		{"POST", "/devservers/" + ds + "/rage", url.Values{"note": {"slow"}}, map[string]int{"anonymous": 303, "owner": 303, "sharee": 403, "stranger": 404, "admin": 303, "reviewer": 404}},
+		{"POST", "/devservers/" + ds + "/restart", url.Values{}, map[string]int{"anonymous": 303, "sharee": 403, "stranger": 404, "reviewer": 404}},
 		{"GET", "/devservers/" + ds + "/move-off-host", nil, map[string]int{"anonymous": 303, "owner": 200, "sharee": 403, "stranger": 404, "admin": 200, "reviewer": 404}},
 		{"POST", "/devservers/" + ds + "/move-off-host", url.Values{}, map[string]int{"anonymous": 303, "owner": 303, "sharee": 403, "stranger": 404, "admin": 303, "reviewer": 404}},
 		{"POST", "/devservers/" + ds + "/move-me", url.Values{}, map[string]int{"anonymous": 303, "owner": 303, "sharee": 403, "stranger": 404, "admin": 403, "reviewer": 404}},
@@ -315,6 +325,8 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"GET", "/profile", nil, map[string]int{"anonymous": 303, "owner": 200, "sharee": 200, "stranger": 200, "admin": 200, "reviewer": 200}},
 		{"POST", "/profile/keys", url.Values{"public_key": {"not a key"}}, map[string]int{"anonymous": 303, "owner": 422, "sharee": 422, "stranger": 422, "admin": 422, "reviewer": 422}},
 		{"POST", "/profile/keys/999999/delete", url.Values{}, map[string]int{"anonymous": 303, "owner": 404, "sharee": 404, "stranger": 404, "admin": 404, "reviewer": 404}},
+		{"POST", "/profile/tokens", url.Values{"name": {""}, "scope": {"read"}, "expires_in_days": {"90"}}, map[string]int{"anonymous": 303, "owner": 422, "sharee": 422, "stranger": 422, "admin": 422, "reviewer": 422}},
+		{"POST", "/profile/tokens/999999/revoke", url.Values{}, map[string]int{"anonymous": 303, "owner": 404, "sharee": 404, "stranger": 404, "admin": 404, "reviewer": 404}},
 		{"POST", "/profile/home-region", url.Values{"home_region": {"nowhere"}}, map[string]int{"anonymous": 303, "owner": 422, "sharee": 422, "stranger": 422, "admin": 422, "reviewer": 422}},
 		{"GET", "/containers", nil, map[string]int{"anonymous": 303, "owner": 200, "stranger": 200, "admin": 200, "reviewer": 200}},
 		{"GET", "/containers/new", nil, map[string]int{"anonymous": 303, "owner": 200, "stranger": 200, "admin": 200, "reviewer": 200}},
@@ -328,6 +340,9 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"GET", "/healthz", nil, map[string]int{"anonymous": 200, "owner": 200}},
 		{"GET", "/readyz", nil, map[string]int{"anonymous": 200, "owner": 200}},
 		{"GET", "/metrics", nil, map[string]int{"anonymous": 200, "owner": 200}},
+		{"GET", "/cli/login?port=1&state=s&challenge=c&name=h", nil, map[string]int{"anonymous": 303, "owner": 400, "stranger": 400, "admin": 400, "reviewer": 400}},
+		{"POST", "/cli/login", url.Values{"port": {"1"}}, map[string]int{"anonymous": 303, "owner": 400, "stranger": 400, "admin": 400, "reviewer": 400}},
+		{"POST", "/cli/login/deny", url.Values{"name": {"laptop"}}, map[string]int{"anonymous": 303, "owner": 200, "stranger": 200, "admin": 200, "reviewer": 200}},
 	}
 	for _, r := range html {
 		for _, who := range callers {
@@ -358,6 +373,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 			path = strings.Replace(path, "/features/git", "/features/{feature}", 1)
 			path = strings.Replace(path, "/shares/nobody@example.com", "/shares/{email}", 1)
 			path = strings.Replace(path, "/keys/999999", "/keys/{id}", 1)
+			path = strings.Replace(path, "/tokens/999999", "/tokens/{id}", 1)
 			path = strings.Replace(path, "/policies/leases/vm.small", "/policies/leases/{flavor}", 1)
 			path = strings.Replace(path, "/policies/quotas/engineer", "/policies/quotas/{role}", 1)
 			path = strings.Replace(path, "/runbooks/backup-region", "/runbooks/{name}", 1)

@@ -217,11 +217,14 @@ type restoreJSON struct {
 	Progress int `json:"progress"`
 }
 
+// restoreRequest is the body of POST /api/v1/devservers/{name}/restore.
+type restoreRequest struct {
+	BackupID *int64 `json:"backup_id" required:"true" description:"A backup of this or another of the caller's devservers."`
+}
+
 func apiRestoreBackup(log *slog.Logger, s *store.Store, q Enqueuer) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		var in struct {
-			BackupID *int64 `json:"backup_id"`
-		}
+		var in restoreRequest
 		if err := web.DecodeJSON(w, r, &in); err != nil {
 			web.Error(w, r, log, err)
 			return

@@ -157,11 +157,14 @@ func rageForm(log *slog.Logger, s *store.Store, q Enqueuer, sessions *web.Sessio
 	}
 }
 
+// rageRequest is the body of POST /api/v1/devservers/{name}/rage.
+type rageRequest struct {
+	Note string `json:"note"`
+}
+
 func apiRage(log *slog.Logger, s *store.Store, q Enqueuer) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		var in struct {
-			Note string `json:"note"`
-		}
+		var in rageRequest
 		if err := web.DecodeJSON(w, r, &in); err != nil {
 			web.Error(w, r, log, err)
 			return

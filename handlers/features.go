@@ -214,11 +214,14 @@ func apiDevserverFeatures(log *slog.Logger, s *store.Store) http.HandlerFunc {
 	}
 }
 
+// featureRequest is the body of POST /api/v1/devservers/{name}/features.
+type featureRequest struct {
+	Feature string `json:"feature" required:"true"`
+}
+
 func apiAddFeature(log *slog.Logger, s *store.Store, q Enqueuer) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		var in struct {
-			Feature string `json:"feature"`
-		}
+		var in featureRequest
 		if err := web.DecodeJSON(w, r, &in); err != nil {
 			web.Error(w, r, log, err)
 			return
@@ -401,12 +404,15 @@ func adminBumpFeature(log *slog.Logger, s *store.Store, q Enqueuer, sessions *we
 	}
 }
 
+// bumpFeatureRequest is the body of PUT /api/v1/features/{feature}.
+type bumpFeatureRequest struct {
+	Version   string `json:"version" required:"true"`
+	BatchSize *int   `json:"batch_size"`
+}
+
 func apiBumpFeature(log *slog.Logger, s *store.Store, q Enqueuer) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		var in struct {
-			Version   string `json:"version"`
-			BatchSize *int   `json:"batch_size"`
-		}
+		var in bumpFeatureRequest
 		if err := web.DecodeJSON(w, r, &in); err != nil {
 			web.Error(w, r, log, err)
 			return

@@ -42,12 +42,15 @@ func migrateDevserver(log *slog.Logger, s *store.Store, q Enqueuer, sessions *we
 	}
 }
 
+// migrateRequest is the body of POST /api/v1/devservers/{name}/migrate.
+type migrateRequest struct {
+	Region string `json:"region"`
+	Flavor string `json:"flavor"`
+}
+
 func apiMigrateDevserver(log *slog.Logger, s *store.Store, q Enqueuer) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		var in struct {
-			Region string `json:"region"`
-			Flavor string `json:"flavor"`
-		}
+		var in migrateRequest
 		if err := web.DecodeJSON(w, r, &in); err != nil {
 			web.Error(w, r, log, err)
 			return

@@ -21,6 +21,9 @@ func profileView(ctx context.Context, s *store.Store, u store.User) (views.Profi
 	if v.Keys, err = s.SSHKeys(ctx, u.ID); err != nil {
 		return v, err
 	}
+	if v.Tokens, err = tokensView(ctx, s, u); err != nil {
+		return v, err
+	}
 	if v.Home.Regions, err = s.Regions(ctx); err != nil {
 		return v, err
 	}

@@ -93,6 +93,17 @@ func New(o Options) http.Handler {
 	}
 	r.Post("/logout", logout(log, s, o.Sessions))
 
+	// The browser sign-in of `devport login` (handlers/cli_login.go); the
+	// code exchange has no session or token, so it sits outside /api/v1's
+	// RequireUser.
+	r.Group(func(r chi.Router) {
+		r.Use(web.RequireUser(log), web.NoStore)
+		r.Get("/cli/login", cliLoginPage(log))
+		r.Post("/cli/login", approveCLILogin(log, s))
+		r.Post("/cli/login/deny", denyCLILogin(log))
+	})
+	r.With(web.NoStore).Post("/api/v1/cli/token", apiCLIToken(log, s))
+
 	// Pages.
 	r.Group(func(r chi.Router) {
 		r.Use(web.RequireUser(log), web.NoStore)
@@ -212,6 +223,8 @@ func New(o Options) http.Handler {
 		r.Get("/profile", profilePage(log, s))
 		r.Post("/profile/keys", addKeyForm(log, s, q, o.Sessions))
 		r.Post("/profile/keys/{id}/delete", deleteKeyForm(log, s, q, o.Sessions))
+		r.Post("/profile/tokens", createTokenForm(log, s))
+		r.Post("/profile/tokens/{id}/revoke", revokeTokenForm(log, s, o.Sessions))
 		r.Post("/profile/home-region", saveHomeRegion(log, s, o.Sessions))
 	})
 	r.Group(func(r chi.Router) {
@@ -295,10 +308,13 @@ func New(o Options) http.Handler {
 		r.With(health).Get("/admin/support", adminSupport(log, s))
 		r.With(health).Get("/admin/support/{id}", adminBundle(log, s))
 		r.Post("/devservers/{name}/rage", rageForm(log, s, q, o.Sessions))
+		r.Post("/devservers/{name}/restart", restartForm(log, s, q, o.Sessions))
 		r.Get("/devservers/{name}/move-off-host", showMoveOffHost(log, s))
 		r.Post("/devservers/{name}/move-off-host", postMoveOffHost(log, s, q, o.Sessions))
 	})
 
+	// The API's OpenAPI document (handlers/openapi.go): no credentials needed.
+	r.Get("/api/v1/openapi.json", apiOpenAPI(log))
 	// The API: every action of the UI, with the same authorization.
 	r.Route("/api/v1", func(r chi.Router) {
 		r.Use(web.RequireUser(log), web.RequireWriteScope(log), web.NoStore, web.Idempotency(log, s))
@@ -346,6 +362,11 @@ func New(o Options) http.Handler {
 		r.Get("/me/keys", apiListKeys(log, s))
 		r.Post("/me/keys", apiAddKey(log, s, q))
 		r.Delete("/me/keys/{id}", apiDeleteKey(log, s, q))
+		r.Get("/me/tokens", apiListTokens(log, s))
+		// Its answer holds the secret: a repeat with its Idempotency-Key gets
+		// 409 secret_not_replayed, and the secret is kept nowhere.
+		r.Post("/me/tokens", apiCreateToken(log, s))
+		r.Delete("/me/tokens/{id}", apiRevokeToken(log, s))
 		r.With(web.RequireRole(log, store.RoleAdmin)).Put("/features/{feature}", apiBumpFeature(log, s, q))
 		r.Get("/devservers/{name}/backups", apiListBackups(log, s))
 		r.Post("/devservers/{name}/backups", apiBackUpDevserver(log, s, q))
@@ -417,6 +438,9 @@ func New(o Options) http.Handler {
 		r.With(health).Get("/support/{id}", apiBundle(log, s))
 		r.Post("/devservers/{name}/rage", apiRage(log, s, q))
 		r.Post("/devservers/{name}/move-off-host", apiMoveOffHost(log, s, q))
+		r.Get("/devservers/{name}/health", apiDevserverHealth(log, s))
+		r.Post("/devservers/{name}/restart", apiRestartDevserver(log, s, q))
+		r.Post("/support/bundles", apiUploadBundle(log, s))
 	})
 	return r
 }

@@ -386,6 +386,11 @@ func apiRunbook(log *slog.Logger, s *store.Store) http.HandlerFunc {
 	}
 }
 
+// runbookSource is the JSON body of POST /api/v1/runbooks/{name}/versions.
+type runbookSource struct {
+	YAML string `json:"yaml" required:"true" description:"The runbook definition as YAML."`
+}
+
 // apiAddRunbookVersion takes a definition as text/yaml (or application/yaml)
 // or as JSON {"yaml": "..."}; the name in the definition must be the URL's.
 func apiAddRunbookVersion(log *slog.Logger, s *store.Store) http.HandlerFunc {
@@ -401,9 +406,7 @@ func apiAddRunbookVersion(log *slog.Logger, s *store.Store) http.HandlerFunc {
 			}
 			src = b
 		default:
-			var body struct {
-				YAML string `json:"yaml"`
-			}
+			var body runbookSource
 			if err := web.DecodeJSON(w, r, &body); err != nil {
 				web.Error(w, r, log, err)
 				return
@@ -423,13 +426,16 @@ func apiAddRunbookVersion(log *slog.Logger, s *store.Store) http.HandlerFunc {
 	}
 }
 
+// startRunRequest is the body of POST /api/v1/runbooks/{name}/runs.
+type startRunRequest struct {
+	Params  json.RawMessage `json:"params"`
+	Version int             `json:"version" description:"0: the latest."`
+	DryRun  bool            `json:"dry_run"`
+}
+
 func apiStartRun(log *slog.Logger, s *store.Store, q Enqueuer) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		var body struct {
-			Params  json.RawMessage `json:"params"`
-			Version int             `json:"version"`
-			DryRun  bool            `json:"dry_run"`
-		}
+		var body startRunRequest
 		if err := web.DecodeJSON(w, r, &body); err != nil {
 			web.Error(w, r, log, err)
 			return

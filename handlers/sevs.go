@@ -695,13 +695,16 @@ func apiSevTimeline(log *slog.Logger, s *store.Store) http.HandlerFunc {
 	}
 }
 
+// sevNoteRequest is the body of POST /api/v1/sevs/{id}/timeline.
+type sevNoteRequest struct {
+	Text string     `json:"text" required:"true"`
+	At   *time.Time `json:"at"`
+}
+
 func apiAddSevTimeline(log *slog.Logger, s *store.Store) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		id, err := sevID(r)
-		var in struct {
-			Text string     `json:"text"`
-			At   *time.Time `json:"at"`
-		}
+		var in sevNoteRequest
 		if err == nil {
 			err = web.DecodeJSON(w, r, &in)
 		}

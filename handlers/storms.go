@@ -92,14 +92,17 @@ func startStorm(ctx context.Context, r *http.Request, s *store.Store, q Enqueuer
 	return jobs.StartStorm(ctx, s, q, web.Actor(r), in)
 }
 
+// stormRequest is the body of POST /api/v1/regions/{code}/storm and dark-storm.
+type stormRequest struct {
+	Reason   string `json:"reason"`
+	Confirm  string `json:"confirm" required:"true" description:"The region's code, to confirm."`
+	Count    int    `json:"count" description:"Dark storm: how many devservers to wipe."`
+	Exercise bool   `json:"exercise"`
+}
+
 func apiStorm(log *slog.Logger, s *store.Store, q Enqueuer, kind string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		var body struct {
-			Reason   string `json:"reason"`
-			Confirm  string `json:"confirm"`
-			Count    int    `json:"count"`
-			Exercise bool   `json:"exercise"`
-		}
+		var body stormRequest
 		if err := web.DecodeJSON(w, r, &body); err != nil {
 			web.Error(w, r, log, err)
 			return
@@ -117,11 +120,14 @@ func apiStorm(log *slog.Logger, s *store.Store, q Enqueuer, kind string) http.Ha
 	}
 }
 
+// recoverRequest is the body of POST /api/v1/regions/{code}/recover.
+type recoverRequest struct {
+	Replacements string `json:"replacements"`
+}
+
 func apiRecover(log *slog.Logger, s *store.Store, q Enqueuer) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		var body struct {
-			Replacements string `json:"replacements"`
-		}
+		var body recoverRequest
 		if err := web.DecodeJSON(w, r, &body); err != nil {
 			web.Error(w, r, log, err)
 			return
@@ -380,9 +386,12 @@ func ownerStormProblem(w http.ResponseWriter, r *http.Request, log *slog.Logger,
 	web.RenderStatus(w, r, log, status, views.OwnerStormPage(views.OwnerStormView{Entry: e, RegionDown: st.Open(), Error: message}), nil)
 }
 
+// stormReplaceRequest is the body of POST /api/v1/devservers/{name}/storm/replace: {}.
+type stormReplaceRequest struct{}
+
 func apiStormReplace(log *slog.Logger, s *store.Store, q Enqueuer) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		var body struct{}
+		var body stormReplaceRequest
 		if err := web.DecodeJSON(w, r, &body); err != nil {
 			web.Error(w, r, log, err)
 			return
@@ -396,11 +405,14 @@ func apiStormReplace(log *slog.Logger, s *store.Store, q Enqueuer) http.HandlerF
 	}
 }
 
+// stormChoiceRequest is the body of POST /api/v1/devservers/{name}/storm/choice.
+type stormChoiceRequest struct {
+	Choice string `json:"choice" required:"true"`
+}
+
 func apiStormChoice(log *slog.Logger, s *store.Store) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		var body struct {
-			Choice string `json:"choice"`
-		}
+		var body stormChoiceRequest
 		if err := web.DecodeJSON(w, r, &body); err != nil {
 			web.Error(w, r, log, err)
 			return

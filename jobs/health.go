@@ -486,7 +486,10 @@ func (w *collectBundleWorker) Work(ctx context.Context, job *river.Job[CollectBu
 }
 
 func (w *collectBundleWorker) collect(ctx context.Context, b store.DiagnosticBundle) (map[string]any, error) {
-	d, err := w.s.DevserverByID(ctx, b.DevserverID)
+	if b.DevserverID == nil { // a bundle the CLI sent is never collected
+		return nil, fmt.Errorf("bundle %d is about no devserver", b.ID)
+	}
+	d, err := w.s.DevserverByID(ctx, *b.DevserverID)
 	if err != nil {
 		return nil, err
 	}

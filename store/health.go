@@ -460,9 +460,13 @@ func (s *Store) OpenRemediations(ctx context.Context) ([]Remediation, error) {
 
 // DiagnosticBundle is what a "rage" collected about a devserver.
 type DiagnosticBundle struct {
-	ID          int64      `db:"id" json:"id"`
-	DevserverID int64      `db:"devserver_id" json:"-"`
-	Devserver   string     `db:"devserver" json:"devserver"`
+	ID int64 `db:"id" json:"id"`
+	// DevserverID is nil for a bundle the CLI sent about no devserver.
+	DevserverID *int64 `db:"devserver_id" json:"-"`
+	Devserver   string `db:"devserver" json:"devserver,omitempty"`
+	// Source is BundleFromDevserver (a rage, collected by a job) or
+	// BundleFromCLI (sent whole by `devport doctor --rage`).
+	Source      string     `db:"source" json:"source"`
 	RequestedBy string     `db:"requested_by" json:"requested_by"`
 	Note        string     `db:"note" json:"note,omitempty"`
 	State       string     `db:"state" json:"state"`
@@ -482,7 +486,13 @@ func (b DiagnosticBundle) Parts() map[string]json.RawMessage {
 // RagePause is how long a person waits before raging again about the same devserver.
 const RagePause = 10 * time.Minute
 
-const bundleColumns = `id, devserver_id, devserver, requested_by, note, state, body, error, created_at, ready_at`
+// Where a bundle came from.
+const (
+	BundleFromDevserver = "devserver"
+	BundleFromCLI       = "cli"
+)
+
+const bundleColumns = `id, devserver_id, devserver, source, requested_by, note, state, body, error, created_at, ready_at`
 
 // RequestBundle records a rage on a devserver: a bundle to collect. The
 // caller enqueues the job that collects it.
@@ -547,23 +557,36 @@ func (tx *Tx) CompleteBundle(ctx context.Context, b DiagnosticBundle, parts map[
 	if err != nil || n == 0 {
 		return err
 	}
-	admins, err := adminEmails(ctx, tx)
-	if err != nil {
+	if err := tx.notifyBundle(ctx, b); err != nil {
 		return err
 	}
-	link := "/admin/support/" + strconv.FormatInt(b.ID, 10)
-	if len(admins) > 0 {
-		_, err = tx.NotifyAudience(ctx, System, Audience{Kind: AudienceUsers, Emails: admins}, Message{
-			Kind: "support", Key: "bundle:" + strconv.FormatInt(b.ID, 10), Link: link,
-			Title: fmt.Sprintf("%s raged about devserver %s", b.RequestedBy, b.Devserver),
-			Body:  "A diagnostic bundle (health checks, recent jobs, driver state, audit events) is attached. " + b.Note,
-			Task:  &TaskSpec{Title: fmt.Sprintf("Look into %s's report on devserver %s", b.RequestedBy, b.Devserver), Due: tx.Now().Add(24 * time.Hour)},
-		})
-		if err != nil {
-			return err
-		}
-	}
 	return tx.Audit(ctx, System, "bundle.ready", "devserver", b.Devserver, map[string]any{"bundle": b.ID, "bytes": len(body)})
+}
+
+// notifyBundle opens a support task for every admin about a ready bundle
+// (once per bundle and admin).
+func (tx *Tx) notifyBundle(ctx context.Context, b DiagnosticBundle) error {
+	admins, err := adminEmails(ctx, tx)
+	if err != nil || len(admins) == 0 {
+		return err
+	}
+	m := Message{
+		Kind: "support", Key: "bundle:" + strconv.FormatInt(b.ID, 10), Link: "/admin/support/" + strconv.FormatInt(b.ID, 10),
+		Title: fmt.Sprintf("%s raged about devserver %s", b.RequestedBy, b.Devserver),
+		Body:  "A diagnostic bundle (health checks, recent jobs, driver state, audit events) is attached. " + b.Note,
+		Task:  &TaskSpec{Title: fmt.Sprintf("Look into %s's report on devserver %s", b.RequestedBy, b.Devserver), Due: tx.Now().Add(24 * time.Hour)},
+	}
+	if b.Source == BundleFromCLI {
+		about := ""
+		if b.Devserver != "" {
+			about = " about devserver " + b.Devserver
+		}
+		m.Title = fmt.Sprintf("%s sent a diagnostic bundle from the CLI%s", b.RequestedBy, about)
+		m.Body = "The devport CLI's doctor report is attached. " + b.Note
+		m.Task = &TaskSpec{Title: fmt.Sprintf("Look into %s's report from the CLI%s", b.RequestedBy, about), Due: tx.Now().Add(24 * time.Hour)}
+	}
+	_, err = tx.NotifyAudience(ctx, System, Audience{Kind: AudienceUsers, Emails: admins}, m)
+	return err
 }
 
 // FailBundle records that collecting a bundle failed.

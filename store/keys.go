@@ -301,6 +301,11 @@ type Connection struct {
 	// works when DNS does not; the hostname is the alias.
 	SSHConfig  string `json:"ssh_config"`
 	SSHCommand string `json:"ssh_command"`
+	// SSHHost and SSHPort are where the SSH client connects (the gateway
+	// or the devserver itself) as User, for clients that build their own
+	// command (devport ssh).
+	SSHHost string `json:"ssh_host"`
+	SSHPort int    `json:"ssh_port"`
 	// VSCodeURL opens the devserver's home in VS Code through Remote-SSH.
 	VSCodeURL string `json:"vscode_url"`
 }
@@ -345,6 +350,8 @@ func ConnectionFor(d Devserver, viewer User, gw *Gateway) *Connection {
 		User:       user,
 		SSHConfig:  "Host " + d.Hostname + "\n    HostName " + d.Address + "\n    User " + user + "\n",
 		SSHCommand: "ssh " + user + "@" + d.Address,
+		SSHHost:    d.Address,
+		SSHPort:    22,
 		VSCodeURL:  "vscode://vscode-remote/ssh-remote+" + url.PathEscape(d.Hostname) + "/home/" + url.PathEscape(user),
 	}
 }
@@ -357,6 +364,8 @@ func gatewayConnection(name, hostname, address string, gw *Gateway) *Connection 
 		Hostname: hostname, Address: address, User: name,
 		SSHConfig:  "Host " + hostname + "\n    HostName " + gw.Host + "\n    Port " + port + "\n    User " + name + "\n",
 		SSHCommand: "ssh -p " + port + " " + name + "@" + gw.Host,
+		SSHHost:    gw.Host,
+		SSHPort:    gw.Port,
 		VSCodeURL:  "vscode://vscode-remote/ssh-remote+" + url.PathEscape(hostname) + "/home/dev",
 	}
 }

@@ -101,6 +101,10 @@ func CanMoveOffHost(u User, d Devserver) bool { return CanManageDevserver(u, d) 
 // of a devserver.
 func CanRage(u User, d Devserver) bool { return CanManageDevserver(u, d) }
 
+// CanRestart: the owner and admins ask for a devserver's restart (the
+// remediation steps); sharees see its health but may not.
+func CanRestart(u User, d Devserver) bool { return CanManageDevserver(u, d) }
+
 // CanSeeHealth: admins see health by cause and the support queue with its
 // diagnostic bundles.
 func CanSeeHealth(u User) bool { return u.Has(RoleAdmin) }

@@ -77,7 +77,12 @@ func (a *Auth) principal(r *http.Request) (*Principal, error) {
 			return nil, &RequestError{Status: http.StatusUnauthorized, Code: "unauthenticated", Message: "Send a personal access token as: Authorization: Bearer <token>."}
 		}
 		t, err := a.Store.TokenBySecret(r.Context(), strings.TrimSpace(secret))
-		if errors.Is(err, store.ErrNotFound) {
+		switch {
+		case errors.Is(err, store.ErrTokenExpired):
+			return nil, &RequestError{Status: http.StatusUnauthorized, Code: "invalid_token", Message: "The token has expired: create a new one on your profile page."}
+		case errors.Is(err, store.ErrTokenRevoked):
+			return nil, &RequestError{Status: http.StatusUnauthorized, Code: "invalid_token", Message: "The token has been revoked: create a new one on your profile page."}
+		case errors.Is(err, store.ErrNotFound):
 			return nil, &RequestError{Status: http.StatusUnauthorized, Code: "invalid_token", Message: "The token is unknown, expired or revoked."}
 		}
 		if err != nil {

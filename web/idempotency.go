@@ -75,13 +75,33 @@ func Idempotency(log *slog.Logger, s *store.Store) func(http.Handler) http.Handl
 				}
 			}()
 			rec := &recordingWriter{statusWriter: statusWriter{ResponseWriter: w}}
-			next.ServeHTTP(rec, r)
+			secret := new(bool)
+			next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), secretAnswerKey{}, secret)))
 			status := rec.status
 			if status == 0 {
 				status = http.StatusOK
 			}
-			settle(status, rec.body.String())
+			answer := rec.body.String()
+			if *secret && status < 300 {
+				// A secret is shown once: the repeat learns that the first
+				// request did its work, not the secret.
+				status, answer = http.StatusConflict, secretNotReplayed
+			}
+			settle(status, answer)
 		})
+	}
+}
+
+type secretAnswerKey struct{}
+
+const secretNotReplayed = `{"error":{"code":"secret_not_replayed","message":"The first request with this Idempotency-Key succeeded and its answer held a secret, which is shown only once; nothing was done again."}}`
+
+// AnswerHoldsSecret tells the Idempotency middleware that this request's
+// answer holds a secret (a new token): it is not stored for replay, and a
+// repeat with the same key gets 409 secret_not_replayed instead.
+func AnswerHoldsSecret(r *http.Request) {
+	if p, ok := r.Context().Value(secretAnswerKey{}).(*bool); ok {
+		*p = true
 	}
 }
 
