@@ -54,6 +54,11 @@ Usage:
                               create a user (if new) and a personal access token; prints the token once
   devport version             print the version
 
+The CLI (run "devport --help" after "devport login" for all of it):
+  devport login [--portal URL] [--token TOKEN]
+  devport ls | show | reserve | extend | release | migrate NAME | share | backup | restore
+  devport containers | ssh NAME | tasks | inbox | ssh-config | doctor [--rage] | completion SHELL
+
 Run "devport serve -h" for the settings; each flag also reads a DEVPORT_* variable.
 `
 
@@ -64,6 +69,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	cmd := "serve"
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		// "devport migrate NAME ..." moves a devserver (the CLI); "devport
+		// migrate [flags]" migrates the database (the server).
+		if cliCommands[args[0]] || (args[0] == "migrate" && len(args) > 1 && !strings.HasPrefix(args[1], "-")) {
+			return runCLI(ctx, defaultCLIEnv(getenv, stdout), args)
+		}
 		cmd, args = args[0], args[1:]
 	}
 	switch cmd {
@@ -80,6 +90,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		fmt.Fprintln(stdout, "devport", version)
 		return nil
 	case "help":
+		if len(args) > 0 {
+			return runCLI(ctx, defaultCLIEnv(getenv, stdout), append([]string{"help"}, args...))
+		}
 		fmt.Fprint(stdout, usage)
 		return nil
 	}
