@@ -98,7 +98,9 @@ func (c *cli) root() *cobra.Command {
 		Long: `devport reserves, migrates, shares, backs up and restores devservers, and
 requests On Demand containers, from a terminal. Sign in once with "devport login".
 
-The same binary runs the portal: "devport serve" (see "devport serve -h").`,
+The same binary runs the portal: "devport serve" (see "devport serve -h"),
+"devport migrate" without a devserver name (the database's migrations) and
+"devport token create" (on the server host).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {

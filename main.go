@@ -67,6 +67,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if len(args) > 0 {
 		args = args[1:]
 	}
+	if len(args) == 1 && (args[0] == "-h" || args[0] == "--help") {
+		args = []string{"help"}
+	}
 	cmd := "serve"
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		// "devport migrate NAME ..." moves a devserver (the CLI); "devport
@@ -90,11 +93,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		fmt.Fprintln(stdout, "devport", version)
 		return nil
 	case "help":
-		if len(args) > 0 {
-			return runCLI(ctx, defaultCLIEnv(getenv, stdout), append([]string{"help"}, args...))
-		}
-		fmt.Fprint(stdout, usage)
-		return nil
+		return runCLI(ctx, defaultCLIEnv(getenv, stdout), append([]string{"help"}, args...))
 	}
 	return fmt.Errorf("unknown command %q\n\n%s", cmd, usage)
 }

@@ -26,6 +26,25 @@ func TestRunSubcommands(t *testing.T) {
 			t.Errorf("version: %q %v", out.String(), err)
 		}
 	})
+	t.Run("help and --help list the server's and the CLI's commands", func(t *testing.T) {
+		for _, args := range [][]string{{"devport", "help"}, {"devport", "--help"}, {"devport", "-h"}} {
+			var out bytes.Buffer
+			if err := run(ctx, args, getenv, &out); err != nil {
+				t.Errorf("%v: %v", args, err)
+			}
+			for _, want := range []string{"serve", "login", "reserve", "ssh-config", "doctor", "completion", "token"} {
+				if !strings.Contains(out.String(), "  "+want+" ") {
+					t.Errorf("%v does not list %s:\n%s", args, want, out.String())
+				}
+			}
+		}
+	})
+	t.Run("migrate without a devserver name is the database's; with one, the CLI's", func(t *testing.T) {
+		err := run(ctx, []string{"devport", "migrate", "ada-x7k2p", "--region", "ftw"}, env(map[string]string{"HOME": t.TempDir()}), io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "devport login") {
+			t.Errorf("migrate NAME without a sign-in: %v; want the CLI asking to log in", err)
+		}
+	})
 	t.Run("an unknown command is refused with the usage", func(t *testing.T) {
 		err := run(ctx, []string{"devport", "frobnicate"}, getenv, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), "devport token create") {
