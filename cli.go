@@ -263,6 +263,15 @@ func (c *cli) tokenValue() (string, error) {
 	if c.cfg.Token == "" {
 		return "", errors.New(`not signed in: run "devport login"`)
 	}
+	// The stored token goes to the portal it was made by, never to another
+	// one named by --portal or $DEVPORT_PORTAL (a typo there must not hand
+	// the token to whoever answers at that address).
+	if base, err := c.portalURL(); err == nil && c.cfg.Portal != "" {
+		if own, err := normalizePortal(c.cfg.Portal); err != nil || base != own {
+			return "", fmt.Errorf(`not signed in to %s: the stored token is for %s; run "devport login --portal %s", or give a token with --token or $DEVPORT_TOKEN`,
+				base, c.cfg.Portal, base)
+		}
+	}
 	return c.cfg.Token, nil
 }
 
@@ -339,3 +348,46 @@ func when(t *time.Time) string {
 
 // lookPath finds a program on the PATH.
 var lookPath = exec.LookPath
+
+// cliInvocation tells whether a command line (without the program name) is
+// the CLI's rather than the server's: a CLI command, possibly after the CLI's
+// global flags ("devport --json ls"), or "migrate" naming a devserver or
+// taking the devserver migration's flags ("devport migrate --region lla
+// NAME"), which the database's "migrate" never does.
+func cliInvocation(args []string) bool {
+	i := 0
+	for i < len(args) && strings.HasPrefix(args[i], "-") {
+		name, _, hasValue := strings.Cut(strings.TrimLeft(args[i], "-"), "=")
+		switch name {
+		case "json":
+			i++
+		case "portal", "token", "timeout":
+			i++
+			if !hasValue {
+				i++
+			}
+		default:
+			return false // a server flag: devport [serve] [flags]
+		}
+	}
+	if i >= len(args) {
+		return false
+	}
+	cmd, rest := args[i], args[i+1:]
+	if cliCommands[cmd] || (i > 0 && (cmd == "migrate" || cmd == "help")) {
+		return true
+	}
+	if cmd != "migrate" {
+		return false
+	}
+	if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
+		return true
+	}
+	for _, a := range rest {
+		name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if strings.HasPrefix(a, "-") && (name == "region" || name == "flavor" || name == "no-wait") {
+			return true
+		}
+	}
+	return false
+}

@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -272,8 +273,12 @@ func (c *cli) appendLog(line string) {
 		return
 	}
 	defer f.Close()
-	fmt.Fprintf(f, "%s %s\n", c.env.Now().UTC().Format(time.RFC3339), line)
+	fmt.Fprintf(f, "%s %s\n", c.env.Now().UTC().Format(time.RFC3339), logSecret.ReplaceAllString(line, "${1}<hidden>"))
 }
+
+// logSecret is a token or sign-in code, wherever it appears in a log line
+// (an error message may quote a mistyped argument).
+var logSecret = regexp.MustCompile(`(dp[tc]_)[A-Za-z0-9]+`)
 
 func (c *cli) logRequest(method, path string, status int, took time.Duration, err error) {
 	line := fmt.Sprintf("request %s %s status=%d took=%s", method, path, status, took.Round(time.Millisecond))

@@ -282,6 +282,9 @@ func TestCLIDoctor(t *testing.T) {
 	t.Run("the portal's name is looked up; a name that does not resolve skips the rest", func(t *testing.T) {
 		u := strings.Replace(r.Portal.URL, "127.0.0.1", "localhost", 1)
 		r.Vars["DEVPORT_PORTAL"] = u
+		// Another name is another portal to the CLI: the stored token is not sent to it.
+		r.Vars["DEVPORT_TOKEN"] = ada
+		defer delete(r.Vars, "DEVPORT_TOKEN")
 		stdout, _, err := r.Run("doctor")
 		if l := checkLine(stdout, "dns"); err != nil || !strings.HasPrefix(l, "ok") || !strings.Contains(l, "localhost resolves to ") {
 			t.Errorf("localhost: %v %q\n%s", err, l, stdout)

@@ -17,7 +17,8 @@ import (
 func itemID(what, s string) (int64, error) {
 	id, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || id <= 0 {
-		return 0, fmt.Errorf("%q is not a %s ID: IDs are numbers (devport %ss lists them)", s, what, what)
+		lists := map[string]string{"task": "devport tasks", "notification": "devport inbox"}[what]
+		return 0, fmt.Errorf("%q is not a %s ID: IDs are numbers (%s lists them)", s, what, lists)
 	}
 	return id, nil
 }

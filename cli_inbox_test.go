@@ -19,7 +19,7 @@ func TestCLIInbox(t *testing.T) {
 		t.Fatal(err)
 	}
 	name := reservedName(t, stdout)
-	if code, body := cmdAPI(t, r, ada, "POST", "/api/v1/devservers/"+name+"/rage", `{"note":"builds hang"}`); code != http.StatusAccepted {
+	if code, body := rigAPI(t, r, ada, "POST", "/api/v1/devservers/"+name+"/rage", `{"note":"builds hang"}`); code != http.StatusAccepted {
 		t.Fatalf("rage: %d %s", code, body)
 	}
 	type task struct {
@@ -115,4 +115,14 @@ func TestCLIInbox(t *testing.T) {
 			t.Errorf("inbox read 999999: %v", err)
 		}
 	})
+}
+
+// TestCLIItemIDNamesTheListingCommand: a malformed ID points at the command
+// that lists the right IDs.
+func TestCLIItemIDNamesTheListingCommand(t *testing.T) {
+	for what, cmd := range map[string]string{"task": "devport tasks lists them", "notification": "devport inbox lists them"} {
+		if _, err := itemID(what, "abc"); err == nil || !strings.Contains(err.Error(), cmd) {
+			t.Errorf("%s: %v, want %q", what, err, cmd)
+		}
+	}
 }

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 )
@@ -147,12 +148,18 @@ func (c *cli) browserLogin(ctx context.Context, base string) (string, error) {
 	go func() { _ = srv.Serve(ln) }()
 	defer srv.Close()
 
+	// The portal names the token "devport CLI on <name>": name the host
+	// alone, within the portal's 100 bytes.
 	host, _ := os.Hostname()
 	if host == "" {
 		host = "this machine"
 	}
+	for len(host) > 100 {
+		_, size := utf8.DecodeLastRuneInString(host)
+		host = host[:len(host)-size]
+	}
 	u := base + "/cli/login?" + url.Values{
-		"port": {strconv.Itoa(port)}, "state": {state}, "challenge": {challenge}, "name": {"devport CLI on " + host},
+		"port": {strconv.Itoa(port)}, "state": {state}, "challenge": {challenge}, "name": {host},
 	}.Encode()
 	fmt.Fprintf(c.env.Stderr, "Opening the portal in your browser to approve this sign-in.\nIf it does not open, visit:\n\n  %s\n\nWaiting (up to %s)...\n", u, loginTimeout)
 	if c.env.OpenBrowser != nil {

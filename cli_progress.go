@@ -22,6 +22,11 @@ type progressState struct {
 // followPoll is how often a followed operation is asked where it stands.
 var followPoll = 500 * time.Millisecond
 
+// followOutage is how long follow keeps asking a portal that does not
+// answer (a restart) before it gives up: a dead portal must not hold the
+// command forever.
+var followOutage = 30 * time.Second
+
 // follow asks fetch where an operation stands until it is done or failed,
 // and shows it: a progress bar on a terminal, a line per change otherwise.
 // An interrupted follow leaves the operation running on the portal.
@@ -41,6 +46,7 @@ func (c *cli) follow(ctx context.Context, what string, fetch func(context.Contex
 	last := progressState{Progress: -1}
 	tick := time.NewTicker(followPoll)
 	defer tick.Stop()
+	var silentSince time.Time // zero while the portal answers
 	for {
 		st, err := fetch(ctx)
 		if err != nil {
@@ -48,9 +54,20 @@ func (c *cli) follow(ctx context.Context, what string, fetch func(context.Contex
 			if !errors.As(err, &ue) || ctx.Err() != nil {
 				return st, err
 			}
+			if silentSince.IsZero() {
+				silentSince = time.Now()
+			} else if time.Since(silentSince) >= followOutage {
+				if bar != nil {
+					fmt.Fprintln(c.env.Stderr)
+				}
+				return last, fmt.Errorf("stopped following %s after the portal did not answer for %s; it may go on in the portal: %w",
+					what, followOutage, err)
+			}
 			// The portal may be restarting: keep following, and say so.
 			st = last
 			st.Note = "the portal does not answer; still trying"
+		} else {
+			silentSince = time.Time{}
 		}
 		if st != last {
 			desc := what + ": " + st.State

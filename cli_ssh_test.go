@@ -99,7 +99,7 @@ func TestCLISSHCommand(t *testing.T) {
 		}
 		signer, _ := ssh.NewSignerFromKey(priv)
 		kb, _ := json.Marshal(map[string]string{"public_key": string(ssh.MarshalAuthorizedKey(signer.PublicKey()))})
-		if code, body := cmdAPI(t, r, tok, "POST", "/api/v1/me/keys", string(kb)); code != http.StatusCreated {
+		if code, body := rigAPI(t, r, tok, "POST", "/api/v1/me/keys", string(kb)); code != http.StatusCreated {
 			t.Fatalf("add key: %d %s", code, body)
 		}
 		if _, _, err := r.Run("ssh", name, "--", "-i", idFile, "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none", "-o", "BatchMode=yes",

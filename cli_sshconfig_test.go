@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -13,26 +12,6 @@ import (
 	"testing"
 	"time"
 )
-
-// rigAPI calls the portal's API with a token, as a script would.
-func rigAPI(t *testing.T, r *cliRig, token, method, path, body string) (int, string) {
-	t.Helper()
-	req, err := http.NewRequest(method, r.Portal.URL+path, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
-}
 
 // rigDevserver reserves a devserver for the token's person and waits until
 // it is ready; it returns its name and hostname.
@@ -211,6 +190,9 @@ func TestCLISSHConfig(t *testing.T) {
 		os.Remove(path)
 		r.Vars["DEVPORT_PORTAL"] = closedPortal(t)
 		defer delete(r.Vars, "DEVPORT_PORTAL")
+		// The stored token is for the live portal only: name it for the dead one.
+		r.Vars["DEVPORT_TOKEN"] = ada
+		defer delete(r.Vars, "DEVPORT_TOKEN")
 		// The cache is of the portal the CLI talks to: copy it to the dead one.
 		cp := filepath.Join(r.Home, ".cache", "devport", "ssh-config.json")
 		var cache sshConfigCache
@@ -241,6 +223,8 @@ func TestCLISSHConfig(t *testing.T) {
 		defer broken.Close()
 		r.Vars["DEVPORT_PORTAL"] = broken.URL
 		defer delete(r.Vars, "DEVPORT_PORTAL")
+		r.Vars["DEVPORT_TOKEN"] = ada
+		defer delete(r.Vars, "DEVPORT_TOKEN")
 		cp := filepath.Join(r.Home, ".cache", "devport", "ssh-config.json")
 		var cache sshConfigCache
 		b, _ := os.ReadFile(cp)

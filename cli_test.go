@@ -5,11 +5,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -187,6 +191,51 @@ func TestCLILogin(t *testing.T) {
 			t.Errorf("the CLI waited %s for a silent portal", took)
 		}
 	})
+	t.Run("the stored token is never sent to another portal", func(t *testing.T) {
+		var seen []string
+		var mu sync.Mutex
+		other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			seen = append(seen, r.Header.Get("Authorization"))
+			mu.Unlock()
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write([]byte(`{"email":"mallory@example.com","items":[]}`))
+		}))
+		defer other.Close()
+		for _, args := range [][]string{{"whoami", "--portal", other.URL}, {"ls", "--portal", other.URL}, {"doctor", "--no-fix", "--portal", other.URL}} {
+			_, _, err := r.Run(args...)
+			if err == nil || !strings.Contains(err.Error(), "stored token is for "+r.Portal.URL) && args[0] != "doctor" {
+				t.Errorf("%s: err = %v, want that the stored token is for %s", args[0], err, r.Portal.URL)
+			}
+		}
+		r.Vars["DEVPORT_PORTAL"] = other.URL
+		_, _, err := r.Run("whoami")
+		delete(r.Vars, "DEVPORT_PORTAL")
+		if err == nil {
+			t.Error("whoami with $DEVPORT_PORTAL of another portal used the stored token")
+		}
+		mu.Lock()
+		for _, h := range seen {
+			if strings.Contains(h, tok) {
+				t.Errorf("the stored token of %s was sent to %s", r.Portal.URL, other.URL)
+			}
+		}
+		mu.Unlock()
+		// The stored portal, however it is written, is the same portal.
+		path := filepath.Join(r.Home, ".config", "devport", "config.json")
+		good, _ := os.ReadFile(path)
+		defer os.WriteFile(path, good, 0o600)
+		if err := os.WriteFile(path, []byte(`{"portal":"`+r.Portal.URL+`/","token":"`+tok+`"}`), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if stdout, _, err := r.Run("whoami"); err != nil || !strings.Contains(stdout, "ada@example.com") {
+			t.Errorf("whoami with the portal written with a trailing slash: %q %v", stdout, err)
+		}
+		// A token given for the call goes where the call goes.
+		if stdout, _, err := r.Run("whoami", "--portal", other.URL, "--token", "dpt_given"); err != nil || !strings.Contains(stdout, "mallory@example.com") {
+			t.Errorf("whoami with --token: %q %v", stdout, err)
+		}
+	})
 	t.Run("logout forgets the token", func(t *testing.T) {
 		stdout, _, err := r.Run("logout")
 		if err != nil || !strings.Contains(stdout, "Signed out") {
@@ -211,4 +260,144 @@ func silentServer(t *testing.T) string {
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { close(block); srv.Close() })
 	return "http://" + ln.Addr().String()
+}
+
+// TestCLILoginNamesTheHost: the browser sign-in names this machine once,
+// so the token is "devport CLI on HOST" rather than "devport CLI on devport
+// CLI on HOST".
+func TestCLILoginNamesTheHost(t *testing.T) {
+	r := newCLIRig(t)
+	opened := make(chan string, 1)
+	r.Browser = func(u string) error { opened <- u; return nil }
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := r.RunContext(ctx, "login", "--portal", r.Portal.URL)
+		done <- err
+	}()
+	var raw string
+	select {
+	case raw = <-opened:
+	case err := <-done:
+		t.Fatalf("login ended before opening the browser: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("login opened no browser")
+	}
+	cancel()
+	<-done
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "this machine"
+	}
+	if got := u.Query().Get("name"); got != host {
+		t.Errorf("the CLI named itself %q, want the host %q (the portal adds \"devport CLI on\")", got, host)
+	}
+}
+
+// TestCLILoginDenied: a sign-in denied in the browser ends devport login at
+// once with a clear error (the portal sends the browser back to the CLI
+// with no code), rather than after the five minutes it waits.
+func TestCLILoginDenied(t *testing.T) {
+	r := newCLIRig(t)
+	r.Browser = func(raw string) error {
+		u, err := url.Parse(raw)
+		if err != nil {
+			return err
+		}
+		q := u.Query()
+		// What the browser does after Deny: it follows the portal's redirect.
+		go func() {
+			resp, err := http.Get("http://127.0.0.1:" + q.Get("port") + "/callback?" + url.Values{"error": {"access_denied"}, "state": {q.Get("state")}}.Encode())
+			if err == nil {
+				resp.Body.Close()
+			}
+		}()
+		return nil
+	}
+	start := time.Now()
+	_, _, err := r.Run("login", "--portal", r.Portal.URL)
+	if err == nil || !strings.Contains(err.Error(), "not approved") {
+		t.Errorf("err = %v", err)
+	}
+	if took := time.Since(start); took > 20*time.Second {
+		t.Errorf("login took %s after the denial", took)
+	}
+}
+
+// TestCLILogHidesTokens: the CLI log, which devport doctor --rage sends to
+// the platform team, never holds a token, wherever it was typed.
+func TestCLILogHidesTokens(t *testing.T) {
+	r := newCLIRig(t)
+	const secret = "dpt_abcdefghijklmnopqrstuvwxyz234567"
+	for _, args := range [][]string{
+		{"whoami", "--portal", r.Portal.URL, "--token", secret},
+		{"whoami", "--portal", r.Portal.URL, "--token=" + secret},
+		{"login", "--portal", r.Portal.URL, secret},
+	} {
+		_, _, _ = r.Run(args...)
+	}
+	b, err := os.ReadFile(filepath.Join(r.Home, ".cache", "devport", "cli.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), "abcdefghijklmnop") {
+		t.Errorf("the CLI log holds the token:\n%s", b)
+	}
+	if strings.Count(string(b), "command devport") != 3 {
+		t.Errorf("the CLI log does not hold the three commands:\n%s", b)
+	}
+}
+
+func TestCLIInvocation(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		cli  bool
+	}{
+		{[]string{}, false},
+		{[]string{"serve", "--addr", "127.0.0.1:0"}, false},
+		{[]string{"--addr", "127.0.0.1:0"}, false},
+		{[]string{"migrate"}, false},
+		{[]string{"migrate", "--data-dir", "/tmp/x"}, false},
+		{[]string{"migrate", "--database-url", "postgres://h/db"}, false},
+		{[]string{"token", "create", "--user", "a@example.com"}, false},
+		{[]string{"version"}, false},
+		{[]string{"ls"}, true},
+		{[]string{"--json", "ls"}, true},
+		{[]string{"--portal", "http://x", "ls"}, true},
+		{[]string{"--portal=http://x", "--timeout", "2s", "reserve", "--flavor", "vm.small"}, true},
+		{[]string{"--json", "help"}, true},
+		{[]string{"migrate", "ada-x7k2p", "--region", "lla"}, true},
+		{[]string{"migrate", "--region", "lla", "ada-x7k2p"}, true},
+		{[]string{"migrate", "--flavor=vm.large", "ada-x7k2p"}, true},
+		{[]string{"--json", "migrate", "ada-x7k2p", "--region", "lla"}, true},
+	} {
+		if got := cliInvocation(tc.args); got != tc.cli {
+			t.Errorf("cliInvocation(%q) = %v, want %v", tc.args, got, tc.cli)
+		}
+	}
+}
+
+// rigAPI calls the portal's API with a token, as a script would.
+func rigAPI(t *testing.T, r *cliRig, token, method, path, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, r.Portal.URL+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }

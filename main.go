@@ -70,13 +70,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if len(args) == 1 && (args[0] == "-h" || args[0] == "--help") {
 		args = []string{"help"}
 	}
+	// "devport migrate NAME ..." moves a devserver (the CLI); "devport
+	// migrate [flags]" migrates the database (the server).
+	if cliInvocation(args) {
+		return runCLI(ctx, defaultCLIEnv(getenv, stdout), args)
+	}
 	cmd := "serve"
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		// "devport migrate NAME ..." moves a devserver (the CLI); "devport
-		// migrate [flags]" migrates the database (the server).
-		if cliCommands[args[0]] || (args[0] == "migrate" && len(args) > 1 && !strings.HasPrefix(args[1], "-")) {
-			return runCLI(ctx, defaultCLIEnv(getenv, stdout), args)
-		}
 		cmd, args = args[0], args[1:]
 	}
 	switch cmd {

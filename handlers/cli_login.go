@@ -94,6 +94,12 @@ func denyCLILogin(log *slog.Logger) http.HandlerFunc {
 			web.Error(w, r, log, err)
 			return
 		}
+		// A valid request goes back to the CLI, which stops waiting and says
+		// the sign-in was not approved; otherwise the page says it.
+		if c, err := cliLoginRequest(r.PostForm); err == nil {
+			http.Redirect(w, r, views.CLILoginCallback(c.Port)+"?"+url.Values{"error": {"access_denied"}, "state": {c.State}}.Encode(), http.StatusSeeOther)
+			return
+		}
 		name := r.PostForm.Get("name")
 		if len(name) > 100 {
 			name = ""

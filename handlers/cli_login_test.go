@@ -210,8 +210,18 @@ func TestCLILoginRefusals(t *testing.T) {
 		nothingMade(t, 0, 0)
 	})
 
-	t.Run("Deny says the CLI was not signed in and makes nothing", func(t *testing.T) {
+	t.Run("Deny sends the browser back to the CLI without a code and makes nothing", func(t *testing.T) {
 		v := url.Values{"port": {"43111"}, "state": {"s"}, "challenge": {challenge}, "name": {"laptop"}}
+		resp, body := srv.Do(t, browser, handlertest.Request{Method: "POST", Path: views.CLILoginDenyURL, Form: v})
+		loc, _ := url.Parse(resp.Header.Get("Location"))
+		if resp.StatusCode != http.StatusSeeOther || loc == nil || loc.Host != "127.0.0.1:43111" || loc.Path != "/callback" ||
+			loc.Query().Get("state") != "s" || loc.Query().Get("code") != "" || loc.Query().Get("error") != "access_denied" {
+			t.Errorf("%d to %s: %.300s", resp.StatusCode, resp.Header.Get("Location"), body)
+		}
+		nothingMade(t, 0, 0)
+	})
+	t.Run("Deny of a bad sign-in link says the CLI was not signed in", func(t *testing.T) {
+		v := url.Values{"port": {"80"}, "state": {"s"}, "challenge": {challenge}, "name": {"laptop"}}
 		resp, body := srv.Do(t, browser, handlertest.Request{Method: "POST", Path: views.CLILoginDenyURL, Form: v})
 		if resp.StatusCode != http.StatusOK || !strings.Contains(handlertest.Doc(t, body).Find("#cli-login-denied").Text(), "devport CLI on laptop. No token was created.") {
 			t.Errorf("%d %.500s", resp.StatusCode, body)

@@ -159,6 +159,9 @@ RETURNING id, user_id, challenge, name, expires_at, used_at`, arg{"hash": HashSe
 	if err != nil {
 		return Token{}, "", User{}, err
 	}
+	if err := tx.checkTokenLimit(ctx, u.ID); err != nil {
+		return Token{}, "", User{}, err
+	}
 	expires := now.Add(CLITokenTTL)
 	t, secret, err := tx.CreateToken(ctx, u.ID, c.Name, "full", &expires)
 	if err != nil {

@@ -145,15 +145,8 @@ func (s *Store) TokenBySecret(ctx context.Context, secret string) (Token, error)
 // through the API) and records it in the audit log. It refuses a token past
 // MaxTokens live ones.
 func (tx *Tx) CreateUserToken(ctx context.Context, who Actor, u User, name, scope string, expiresAt *time.Time) (Token, string, error) {
-	var n int
-	err := getNamed(ctx, tx, &n, `
-SELECT COUNT(*) FROM tokens
-WHERE user_id = :user_id AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > :now)`, arg{"user_id": u.ID, "now": tx.Now()})
-	if err != nil {
-		return Token{}, "", fmt.Errorf("create token: %w", err)
-	}
-	if n >= MaxTokens {
-		return Token{}, "", &ValidationError{Fields: map[string]string{"name": fmt.Sprintf("cannot be added: you have %d live tokens, the most allowed; revoke one first", n)}}
+	if err := tx.checkTokenLimit(ctx, u.ID); err != nil {
+		return Token{}, "", err
 	}
 	t, secret, err := tx.CreateToken(ctx, u.ID, name, scope, expiresAt)
 	if err != nil {
@@ -167,6 +160,21 @@ WHERE user_id = :user_id AND revoked_at IS NULL AND (expires_at IS NULL OR expir
 		return Token{}, "", err
 	}
 	return t, secret, nil
+}
+
+// checkTokenLimit refuses a new token to someone who holds MaxTokens live ones.
+func (tx *Tx) checkTokenLimit(ctx context.Context, userID int64) error {
+	var n int
+	err := getNamed(ctx, tx, &n, `
+SELECT COUNT(*) FROM tokens
+WHERE user_id = :user_id AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > :now)`, arg{"user_id": userID, "now": tx.Now()})
+	if err != nil {
+		return fmt.Errorf("create token: %w", err)
+	}
+	if n >= MaxTokens {
+		return &ValidationError{Fields: map[string]string{"name": fmt.Sprintf("cannot be added: you have %d live tokens, the most allowed; revoke one first", n)}}
+	}
+	return nil
 }
 
 // Tokens lists a person's tokens that are not revoked, newest first, at most
