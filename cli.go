@@ -112,7 +112,7 @@ The same binary runs the portal: "devport serve" (see "devport serve -h"),
 	f.StringVar(&c.portal, "portal", "", "the portal's URL (default: $DEVPORT_PORTAL, then the one you logged in to)")
 	f.StringVar(&c.token, "token", "", "a personal access token (default: $DEVPORT_TOKEN, then the one devport login stored)")
 	f.BoolVar(&c.json, "json", false, "print JSON instead of a table")
-	f.DurationVar(&c.timeout, "timeout", 15*time.Second, "how long to wait for the portal to answer one request")
+	f.DurationVar(&c.timeout, "timeout", 10*time.Second, "how long to wait for the portal to answer one request")
 
 	root.AddCommand(c.loginCmd(), c.logoutCmd(), c.whoamiCmd())
 	root.AddCommand(c.sshConfigCmd(), c.doctorCmd())

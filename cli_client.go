@@ -35,7 +35,7 @@ type apiClient struct {
 
 func newAPIClient(base, token string, timeout time.Duration, logf func(string, string, int, time.Duration, error)) *apiClient {
 	if timeout <= 0 {
-		timeout = 15 * time.Second
+		timeout = 10 * time.Second
 	}
 	dial := min(timeout, 5*time.Second)
 	tr := &http.Transport{
