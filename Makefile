@@ -41,12 +41,33 @@ static/vendor/addon-fit.js: node_modules/.package-lock.json
 generate:
 	$(GO) tool templ generate
 
+# The store's and the jobs' tests run a second time on PostgreSQL when
+# DEVPORT_TEST_POSTGRES_URL names a role that may create databases
+# (.ci/postgres-up DIR PORT starts a throwaway cluster and prints one); under
+# DEVPORT_REQUIRE_ALL=1 (CI) its absence is a failure, not a skip.
 test: static
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
+	@if [ -n "$$DEVPORT_TEST_POSTGRES_URL" ]; then \
+		echo "DEVPORT_TEST_ENGINE=postgres $(GO) test -count=1 -timeout 20m ./store/... ./jobs/..."; \
+		DEVPORT_TEST_ENGINE=postgres $(GO) test -count=1 -timeout 20m ./store/... ./jobs/...; \
+	elif [ "$$DEVPORT_REQUIRE_ALL" = 1 ]; then \
+		echo "FAIL: DEVPORT_TEST_POSTGRES_URL is not set and DEVPORT_REQUIRE_ALL=1: the store's and the jobs' tests on PostgreSQL cannot run (.ci/postgres-up DIR PORT starts a server)" >&2; \
+		exit 1; \
+	else \
+		echo "######## SKIPPED: the store's and the jobs' tests (and the replica tests) on PostgreSQL: DEVPORT_TEST_POSTGRES_URL is not set (DEVPORT_TEST_POSTGRES_URL=\$$(.ci/postgres-up /tmp/devport-pg 55432) make test) ########"; \
+	fi
 
+# BenchmarkReplicas' PostgreSQL cases need DEVPORT_TEST_POSTGRES_URL; when it is
+# unset, .ci/postgres-up starts (or reuses) a throwaway cluster in /tmp/devport-pg
+# if PostgreSQL is installed, and those cases skip loudly when it cannot.
 bench: static
-	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./...
+	@url="$$DEVPORT_TEST_POSTGRES_URL"; \
+	if [ -z "$$url" ]; then \
+		url=$$(.ci/postgres-up /tmp/devport-pg 55432) || { url=; echo "######## PostgreSQL did not start (.ci/postgres-up): the PostgreSQL benchmarks will be SKIPPED ########"; }; \
+	fi; \
+	echo "DEVPORT_TEST_POSTGRES_URL=$${url:+(set)} $(GO) test -run '^\$$' -bench . -benchmem -timeout 30m ./..."; \
+	DEVPORT_TEST_POSTGRES_URL="$$url" $(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./...
 
 # The Docker driver's base image, from Debian packages (debootstrap, then docker
 # import): no image registry is needed. Does nothing when it exists already.

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/devport/devport/fleet/sim"
+	"github.com/devport/devport/store"
 )
 
 // config is devport's settings, from flags over DEVPORT_* variables over defaults.
@@ -68,6 +69,9 @@ type settingError struct {
 }
 
 func (e *settingError) Error() string {
+	if e.flag == "database-url" {
+		e.value = store.RedactURL(e.value) // never show its password
+	}
 	return fmt.Sprintf("invalid setting %s (--%s) = %q: %s", e.env, e.flag, e.value, e.problem)
 }
 
@@ -150,7 +154,7 @@ func settings(c *config, devLogin *string) []setting {
 			c.DataDir = filepath.Clean(v)
 			return nil
 		}},
-		{"database-url", "DEVPORT_DATABASE_URL", "", "database (default: SQLite in the data directory; sqlite:PATH for another file)", func(v string) error {
+		{"database-url", "DEVPORT_DATABASE_URL", "", "database (default: SQLite in the data directory; sqlite:PATH for another file; postgres://USER:PASSWORD@HOST:PORT/DATABASE for PostgreSQL)", func(v string) error {
 			v = strings.TrimSpace(v)
 			switch {
 			case v == "":
@@ -159,10 +163,12 @@ func settings(c *config, devLogin *string) []setting {
 				if err != nil || (u.Opaque == "" && u.Path == "") {
 					return errors.New("not a SQLite URL such as sqlite:/var/lib/devport/devport.db")
 				}
-			case strings.HasPrefix(v, "postgres://"), strings.HasPrefix(v, "postgresql://"):
-				return errors.New("this build runs on SQLite only; PostgreSQL is not supported yet")
+			case store.EngineOf(v) == store.Postgres:
+				if err := store.CheckPostgresURL(v); err != nil {
+					return err
+				}
 			default:
-				return errors.New("not a database URL this build knows (sqlite:PATH)")
+				return errors.New("not a database URL devport knows (sqlite:PATH or postgres://USER:PASSWORD@HOST:PORT/DATABASE)")
 			}
 			c.DatabaseURL = v
 			return nil
@@ -369,7 +375,19 @@ func (c *config) finish(devLogin string) error {
 	return nil
 }
 
-// DatabasePath is the SQLite file.
+// DatabaseEngine is the engine the database URL selects (SQLite by default).
+func (c config) DatabaseEngine() store.Engine { return store.EngineOf(c.DatabaseURL) }
+
+// DatabaseName names the database in messages: the SQLite file, or the
+// PostgreSQL URL without its password.
+func (c config) DatabaseName() string {
+	if c.DatabaseEngine() == store.Postgres {
+		return store.RedactURL(c.DatabaseURL)
+	}
+	return c.DatabasePath()
+}
+
+// DatabasePath is the SQLite file (when the engine is SQLite).
 func (c config) DatabasePath() string {
 	if c.DatabaseURL == "" {
 		return filepath.Join(c.DataDir, "devport.db")

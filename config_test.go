@@ -64,7 +64,7 @@ func TestConfig(t *testing.T) {
 		{map[string]string{"DEVPORT_OIDC_ISSUER": "https://idp.example.com"}, nil, "DEVPORT_OIDC_CLIENT_ID"},
 		{map[string]string{"DEVPORT_OIDC_ISSUER": "https://idp.example.com", "DEVPORT_OIDC_CLIENT_ID": "x"}, nil, "DEVPORT_OIDC_REDIRECT_URL"},
 		{map[string]string{"DEVPORT_OIDC_REDIRECT_URL": "https://devport.example.com/wrong"}, nil, "DEVPORT_OIDC_REDIRECT_URL"},
-		{map[string]string{"DEVPORT_DATABASE_URL": "postgres://db/devport"}, nil, "DEVPORT_DATABASE_URL"},
+		{map[string]string{"DEVPORT_DATABASE_URL": "postgres://db:port/devport"}, nil, "DEVPORT_DATABASE_URL"},
 		{map[string]string{"DEVPORT_DATABASE_URL": "mysql://x"}, nil, "DEVPORT_DATABASE_URL"},
 		{map[string]string{"DEVPORT_SESSION_IDLE": "1s"}, nil, "DEVPORT_SESSION_IDLE"},
 		{map[string]string{"DEVPORT_SIM_FAILURES": "create=5"}, nil, "DEVPORT_SIM_FAILURES"},

@@ -50,6 +50,9 @@ const usage = `devport — a portal for developer environments
 Usage:
   devport [serve] [flags]     run the portal (default)
   devport migrate [flags]     apply database migrations and exit
+  devport migrate-data [--from PATH] --database-url postgres://USER:PASSWORD@HOST:PORT/DATABASE
+                              copy a SQLite installation (default: devport.db in the data
+                              directory) into an empty PostgreSQL database, and check it
   devport token create --user EMAIL [--role admin] [--role reviewer] [--name NAME] [flags]
                               create a user (if new) and a personal access token; prints the token once
   devport version             print the version
@@ -84,6 +87,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return serve(ctx, args, getenv, stdout)
 	case "migrate":
 		return migrate(ctx, args, getenv, stdout)
+	case "migrate-data":
+		return migrateData(ctx, args, getenv, stdout)
 	case "token":
 		if len(args) == 0 || args[0] != "create" {
 			return errors.New("usage: devport token create --user EMAIL [--role admin] [--role reviewer] [--name NAME]")
@@ -135,6 +140,9 @@ func openStore(ctx context.Context, c config, log *slog.Logger) (*store.Store, e
 	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory %s: %w", c.DataDir, err)
 	}
+	if c.DatabaseEngine() == store.Postgres {
+		return store.Open(ctx, store.Options{URL: c.DatabaseURL, Log: log})
+	}
 	return store.Open(ctx, store.Options{Path: c.DatabasePath(), Log: log})
 }
 
@@ -152,7 +160,7 @@ func migrate(ctx context.Context, args []string, getenv func(string) string, std
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "database %s is at schema version %d of %d\n", c.DatabasePath(), cur, latest)
+	fmt.Fprintf(stdout, "database %s is at schema version %d of %d\n", c.DatabaseName(), cur, latest)
 	return nil
 }
 
@@ -271,11 +279,16 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if !c.DevLogin && c.OIDCIssuer == "" {
 		return errors.New("no way to sign in: set DEVPORT_OIDC_ISSUER (with its client settings) or DEVPORT_DEV_LOGIN=1")
 	}
-	unlock, err := lockDataDir(c.DataDir)
-	if err != nil {
-		return err
+	// On SQLite one process owns the database: the data directory's lock
+	// says which. Replicas on PostgreSQL share the database (and may share
+	// the data directory's secrets).
+	if c.DatabaseEngine() == store.SQLite {
+		unlock, err := lockDataDir(c.DataDir)
+		if err != nil {
+			return err
+		}
+		defer unlock()
 	}
-	defer unlock()
 	s, err := openStore(ctx, c, log)
 	if err != nil {
 		return err
@@ -287,6 +300,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	key, err := secretKey(c.DataDir, "session-key")
 	if err != nil {
+		return err
+	}
+	if err := checkSharedSecrets(ctx, c, s, key); err != nil {
 		return err
 	}
 
@@ -356,7 +372,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	fmt.Fprintf(stdout, "devport listening on http://%s\n", ln.Addr())
-	log.Info("Serving", "addr", ln.Addr().String(), "data_dir", c.DataDir, "dev_login", c.DevLogin, "oidc", c.OIDCIssuer != "", "version", version)
+	log.Info("Serving", "addr", ln.Addr().String(), "data_dir", c.DataDir, "dev_login", c.DevLogin, "oidc", c.OIDCIssuer != "", "version", version, "replica", runner.ReplicaID())
 
 	go func() { errc <- srv.Serve(ln) }()
 	select {

@@ -52,7 +52,7 @@ func BenchmarkDrain10k(b *testing.B) {
 			b.Fatalf("progress %+v", p)
 		}
 		var notified int
-		if err := g.s.WriteDB().QueryRow(`SELECT COUNT(DISTINCT user_id) FROM notifications WHERE idempotency_key LIKE 'drain:%'`).Scan(&notified); err != nil || notified != 2000 {
+		if err := g.s.DB().QueryRow(`SELECT COUNT(DISTINCT user_id) FROM notifications WHERE idempotency_key LIKE 'drain:%'`).Scan(&notified); err != nil || notified != 2000 {
 			b.Fatalf("%d owners notified, want 2000 (%v)", notified, err)
 		}
 		b.ReportMetric(took.Seconds(), "s/drain")

@@ -92,11 +92,12 @@ func newDrainRigOf(t testing.TB, inv store.DemoInventory, lat time.Duration) *dr
 func (g *drainRig) populate(t testing.TB, owners []store.User, vms, containers, physical int) {
 	t.Helper()
 	ctx := context.Background()
-	db := g.s.WriteDB()
-	tx, err := db.BeginTx(ctx, nil)
+	db := g.s.DB()
+	tx, err := db.BeginTxx(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer tx.Rollback()
 	now := time.Now().UTC()
 	n := 0
 	add := func(flavor, host string, cpus, mem, disk int) {
@@ -104,16 +105,16 @@ func (g *drainRig) populate(t testing.TB, owners []store.User, vms, containers, 
 		inst := "sim-drain-" + name
 		owner := owners[n%len(owners)]
 		n++
-		if _, err := tx.Exec(`INSERT INTO sim_instances (id, idempotency_key, host, name, state, address, cpus, memory_gb, home, created_at, updated_at)
-VALUES (?, ?, ?, ?, 'running', ?, ?, ?, '{}', ?, ?)`, inst, "test:"+name, host, name, "2001:db8::"+fmt.Sprint(n), cpus, mem, now, now); err != nil {
+		if _, err := tx.Exec(tx.Rebind(`INSERT INTO sim_instances (id, idempotency_key, host, name, state, address, cpus, memory_gb, home, created_at, updated_at)
+VALUES (?, ?, ?, ?, 'running', ?, ?, ?, '{}', ?, ?)`), inst, "test:"+name, host, name, "2001:db8::"+fmt.Sprint(n), cpus, mem, now, now); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := tx.Exec(`INSERT INTO devservers (name, owner_id, flavor, region, host_id, hostname, address, instance_id, state, created_at, updated_at, ready_at)
-SELECT ?, ?, ?, h.region, h.id, ? || '.' || h.region || '.devport.internal', ?, ?, 'ready', ?, ?, ? FROM hosts h WHERE h.name = ?`,
+		if _, err := tx.Exec(tx.Rebind(`INSERT INTO devservers (name, owner_id, flavor, region, host_id, hostname, address, instance_id, state, created_at, updated_at, ready_at)
+SELECT ?, ?, ?, h.region, h.id, CAST(? AS TEXT) || '.' || h.region || '.devport.internal', ?, ?, 'ready', ?, ?, ? FROM hosts h WHERE h.name = ?`),
 			name, owner.ID, flavor, name, "2001:db8::"+fmt.Sprint(n), inst, now, now, now, host); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := tx.Exec(`UPDATE hosts SET used_cpus = used_cpus + ?, used_memory_gb = used_memory_gb + ?, used_disk_gb = used_disk_gb + ? WHERE name = ?`,
+		if _, err := tx.Exec(tx.Rebind(`UPDATE hosts SET used_cpus = used_cpus + ?, used_memory_gb = used_memory_gb + ?, used_disk_gb = used_disk_gb + ? WHERE name = ?`),
 			cpus, mem, disk, host); err != nil {
 			t.Fatal(err)
 		}
@@ -172,7 +173,7 @@ func TestDrain500(t *testing.T) {
 	owners := g.owners(t, 120)
 	g.populate(t, owners, 480, 15, 5)
 	late := storetest.User(t, g.s, "late@example.com")
-	if _, err := g.s.WriteDB().Exec(`UPDATE users SET home_region = 'src' WHERE id = ?`, late.ID); err != nil {
+	if _, err := g.s.DB().Exec(g.s.DB().Rebind(`UPDATE users SET home_region = 'src' WHERE id = ?`), late.ID); err != nil {
 		t.Fatal(err)
 	}
 	late.HomeRegion = "src"

@@ -2,7 +2,6 @@ package jobs
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -155,12 +154,4 @@ func snoozeOr(wait time.Duration, err error) error {
 		return river.JobSnooze(wait)
 	}
 	return err
-}
-
-// enqueueFromJob inserts another job in the transaction of the job that needs it.
-func enqueueFromJob(ctx context.Context, tx *store.Tx, args river.JobArgs) error {
-	if _, err := river.ClientFromContext[*sql.Tx](ctx).InsertTx(ctx, tx.Tx.Tx, args, nil); err != nil {
-		return fmt.Errorf("enqueue %s: %w", args.Kind(), err)
-	}
-	return nil
 }

@@ -19,16 +19,16 @@ func TestOverdueCriticalFollowupsEscalateOncePerDay(t *testing.T) {
 	err := g.s.InTx(ctx, func(tx *store.Tx) error {
 		now := tx.Now()
 		sev := func(title string) int64 {
-			res, err := tx.ExecContext(ctx, `INSERT INTO sevs (title, severity, kind, state, reported_at, created_by, created_at, updated_at)
-VALUES (?, 1, 'incident', 'in_review', ?, 'test', ?, ?)`, title, now, now, now)
+			var id int64
+			err := tx.GetContext(ctx, &id, tx.Rebind(`INSERT INTO sevs (title, severity, kind, state, reported_at, created_by, created_at, updated_at)
+VALUES (?, 1, 'incident', 'in_review', ?, 'test', ?, ?) RETURNING id`), title, now, now, now)
 			if err != nil {
 				t.Fatal(err)
 			}
-			id, _ := res.LastInsertId()
 			return id
 		}
 		reviewed, unreviewed := sev("prn lost power"), sev("ftw flapped")
-		if _, err := tx.ExecContext(ctx, `INSERT INTO sev_reviews (sev_id, meeting_at, facilitator_id, created_at, updated_at) VALUES (?, ?, ?, ?, ?)`,
+		if _, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO sev_reviews (sev_id, meeting_at, facilitator_id, created_at, updated_at) VALUES (?, ?, ?, ?, ?)`),
 			reviewed, now, facilitator.ID, now, now); err != nil {
 			return err
 		}

@@ -105,7 +105,7 @@ func TestLeaseReminderAfterAnExtension(t *testing.T) {
 	}
 	// Extend by moving the lease's end (the store's extend does the same).
 	if err := g.s.InTx(ctx, func(tx *store.Tx) error {
-		_, err := tx.ExecContext(ctx, `UPDATE leases SET ends_at = ? WHERE id = ?`, until.Add(48*time.Hour), d.Lease.ID)
+		_, err := tx.ExecContext(ctx, tx.Rebind(`UPDATE leases SET ends_at = ? WHERE id = ?`), until.Add(48*time.Hour), d.Lease.ID)
 		return err
 	}); err != nil {
 		t.Fatal(err)

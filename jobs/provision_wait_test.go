@@ -13,7 +13,7 @@ import (
 func (g *rig) setHostState(t *testing.T, d store.Devserver, state string) {
 	t.Helper()
 	err := g.s.InTx(context.Background(), func(tx *store.Tx) error {
-		_, err := tx.ExecContext(context.Background(), `UPDATE hosts SET state = ? WHERE id = ?`, state, d.HostID)
+		_, err := tx.ExecContext(context.Background(), tx.Rebind(`UPDATE hosts SET state = ? WHERE id = ?`), state, d.HostID)
 		return err
 	})
 	if err != nil {

@@ -13,8 +13,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/riverdriver/riversqlite"
 	"github.com/riverqueue/river/rivermigrate"
 
@@ -65,11 +68,24 @@ type Options struct {
 	Senders Senders
 	// DeliverEvery is how often due deliveries are sent (default 3 s).
 	DeliverEvery time.Duration
+	// ReplicaID names this process among the replicas sharing a PostgreSQL
+	// database (River's client ID, so a job's attempted_by names it);
+	// default NewReplicaID().
+	ReplicaID string
+	// JanitorEvery is how often, on PostgreSQL, the runner looks for running
+	// jobs of replicas that stopped (default 3 s).
+	JanitorEvery time.Duration
 }
 
 // Runner is the in-process job queue and its workers.
 type Runner struct {
-	client  *river.Client[*sql.Tx]
+	client riverClient
+	// insert inserts a job in a store transaction, with the engine's client.
+	insert  func(ctx context.Context, tx *store.Tx, args river.JobArgs, opts *river.InsertOpts) error
+	s       *store.Store
+	id      string
+	every   time.Duration
+	live    *liveness
 	log     *slog.Logger
 	running atomic.Bool
 	metrics *jobMetrics
@@ -99,13 +115,17 @@ func New(ctx context.Context, opts Options) (*Runner, error) {
 	if opts.SessionIdle <= 0 {
 		opts.SessionIdle = 12 * time.Hour
 	}
-	log := opts.Log.With("component", "jobs")
-	driver := riversqlite.New(opts.Store.WriteDB())
-	migrator, err := rivermigrate.New(driver, &rivermigrate.Config{Logger: log})
-	if err != nil {
-		return nil, fmt.Errorf("jobs: %w", err)
+	if opts.ReplicaID == "" {
+		opts.ReplicaID = NewReplicaID()
 	}
-	if _, err := migrator.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
+	log := opts.Log.With("component", "jobs")
+	var engine engineClient
+	if opts.Store.Engine() == store.Postgres {
+		engine = newEngineClient(riverpgxv5.New(opts.Store.Pool()), func(tx *store.Tx, fn func(pgx.Tx) error) error { return tx.River(fn) })
+	} else {
+		engine = newEngineClient(riversqlite.New(opts.Store.WriteDB()), func(tx *store.Tx, fn func(*sql.Tx) error) error { return fn(tx.SQLTx()) })
+	}
+	if err := opts.Store.WithMigrationLock(ctx, func(ctx context.Context) error { return engine.migrate(ctx, log) }); err != nil {
 		return nil, fmt.Errorf("jobs: migrate: %w", err)
 	}
 	if err := prepareRunbooks(ctx, opts.Store, log); err != nil {
@@ -157,7 +177,8 @@ func New(ctx context.Context, opts Options) (*Runner, error) {
 	river.AddWorker(workers, &followupsOverdueWorker{s: opts.Store, log: log})
 	addHostHealthWorkers(workers, opts, log)
 
-	client, err := river.NewClient(driver, &river.Config{
+	client, insert, err := engine.newClient(&river.Config{
+		ID:                          opts.ReplicaID,
 		Logger:                      log,
 		Queues:                      map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: opts.Workers}},
 		Workers:                     workers,
@@ -178,7 +199,8 @@ func New(ctx context.Context, opts Options) (*Runner, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jobs: %w", err)
 	}
-	r := &Runner{client: client, log: log, attempts: opts.MaxAttempts}
+	r := &Runner{client: client, insert: insert, s: opts.Store, id: opts.ReplicaID, every: cmp.Or(opts.JanitorEvery, 3*time.Second),
+		log: log, attempts: opts.MaxAttempts}
 	refill.q, containerPools.q, containerPool.q, lifetimes.q = r, r, r, r
 	runbookSteps.q, runbookDeadlines.q = r, r
 	stormReplace.q = r
@@ -227,11 +249,24 @@ func (r *Runner) Start(ctx context.Context) error {
 		r.stopSub = cancel
 		go r.metrics.observe(events)
 	}
+	if r.s.Engine() == store.Postgres {
+		live, err := startLiveness(ctx, r.s, r.id, r.every, r.log)
+		if err != nil {
+			if r.stopSub != nil {
+				r.stopSub()
+			}
+			return fmt.Errorf("jobs: start: %w", err)
+		}
+		r.live = live
+	}
 	if err := r.client.Start(ctx); err != nil {
+		if r.live != nil {
+			r.live.stop()
+		}
 		return fmt.Errorf("jobs: start: %w", err)
 	}
 	r.running.Store(true)
-	r.log.Info("Started job runner")
+	r.log.Info("Started job runner", "replica", r.id)
 	return nil
 }
 
@@ -245,6 +280,11 @@ func (r *Runner) Stop(ctx context.Context) error {
 	defer func() {
 		if r.stopSub != nil {
 			r.stopSub()
+		}
+		// The replica's lock goes last: until its jobs are stopped, no
+		// other replica may take them.
+		if r.live != nil {
+			r.live.stop()
 		}
 	}()
 	err := r.client.Stop(ctx)
@@ -262,18 +302,94 @@ func (r *Runner) Enqueue(ctx context.Context, tx *store.Tx, args river.JobArgs) 
 	if n, ok := r.attempts[args.Kind()]; ok {
 		opts = &river.InsertOpts{MaxAttempts: n}
 	}
-	if _, err := r.client.InsertTx(ctx, tx.Tx.Tx, args, opts); err != nil {
+	if err := r.insert(ctx, tx, args, opts); err != nil {
 		return fmt.Errorf("enqueue %s: %w", args.Kind(), err)
 	}
 	return nil
 }
 
+// ReplicaID is this runner's name among the replicas (River's client ID).
+func (r *Runner) ReplicaID() string { return r.id }
+
 // completeTx marks a job done inside the transaction that records its effect.
 func completeTx[T river.JobArgs](ctx context.Context, tx *store.Tx, job *river.Job[T]) error {
-	if _, err := river.JobCompleteTx[*riversqlite.Driver](ctx, tx.Tx.Tx, job); err != nil {
+	var err error
+	if tx.Engine() == store.Postgres {
+		err = tx.River(func(ptx pgx.Tx) error {
+			_, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, ptx, job)
+			return err
+		})
+	} else {
+		_, err = river.JobCompleteTx[*riversqlite.Driver](ctx, tx.SQLTx(), job)
+	}
+	if err != nil {
 		return fmt.Errorf("complete job %d: %w", job.ID, err)
 	}
 	return nil
+}
+
+// enqueueFromJob inserts another job in the transaction of the job that
+// needs it, with the client that runs the job (from its context).
+func enqueueFromJob(ctx context.Context, tx *store.Tx, args river.JobArgs) error {
+	var err error
+	if tx.Engine() == store.Postgres {
+		err = tx.River(func(ptx pgx.Tx) error {
+			_, err := river.ClientFromContext[pgx.Tx](ctx).InsertTx(ctx, ptx, args, nil)
+			return err
+		})
+	} else {
+		_, err = river.ClientFromContext[*sql.Tx](ctx).InsertTx(ctx, tx.SQLTx(), args, nil)
+	}
+	if err != nil {
+		return fmt.Errorf("enqueue %s: %w", args.Kind(), err)
+	}
+	return nil
+}
+
+// riverClient is what the runner does with River's client, whatever the
+// engine's transaction type: *river.Client[*sql.Tx] on SQLite,
+// *river.Client[pgx.Tx] on PostgreSQL.
+type riverClient interface {
+	Start(ctx context.Context) error
+	Stop(ctx context.Context) error
+	StopAndCancel(ctx context.Context) error
+	Subscribe(kinds ...river.EventKind) (<-chan *river.Event, func())
+	PeriodicJobs() *river.PeriodicJobBundle
+}
+
+// engineClient builds River's migrator and client for one engine's driver.
+type engineClient struct {
+	migrate   func(ctx context.Context, log *slog.Logger) error
+	newClient func(cfg *river.Config) (riverClient, func(context.Context, *store.Tx, river.JobArgs, *river.InsertOpts) error, error)
+}
+
+// newEngineClient is engineClient over driver; lend hands fn the River
+// transaction of a store transaction (the *sql.Tx itself on SQLite, its
+// connection lent as a pgx.Tx on PostgreSQL).
+func newEngineClient[TTx any](driver riverdriver.Driver[TTx], lend func(tx *store.Tx, fn func(TTx) error) error) engineClient {
+	return engineClient{
+		migrate: func(ctx context.Context, log *slog.Logger) error {
+			m, err := rivermigrate.New(driver, &rivermigrate.Config{Logger: log})
+			if err != nil {
+				return err
+			}
+			_, err = m.Migrate(ctx, rivermigrate.DirectionUp, nil)
+			return err
+		},
+		newClient: func(cfg *river.Config) (riverClient, func(context.Context, *store.Tx, river.JobArgs, *river.InsertOpts) error, error) {
+			c, err := river.NewClient(driver, cfg)
+			if err != nil {
+				return nil, nil, err
+			}
+			insert := func(ctx context.Context, tx *store.Tx, args river.JobArgs, opts *river.InsertOpts) error {
+				return lend(tx, func(ttx TTx) error {
+					_, err := c.InsertTx(ctx, ttx, args, opts)
+					return err
+				})
+			}
+			return c, insert, nil
+		},
+	}
 }
 
 // backoff is a short exponential retry schedule: 1 s, 2 s, 4 s … capped at a minute.

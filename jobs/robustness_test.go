@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jmoiron/sqlx"
-
 	"github.com/devport/devport/fleet"
 	"github.com/devport/devport/fleet/sim"
 	"github.com/devport/devport/jobs"
@@ -118,7 +116,7 @@ func holdsCapacity(t *testing.T, s *store.Store, when string) {
 		Used string `db:"used"`
 		Want string `db:"want"`
 	}
-	err := sqlx.NewDb(s.WriteDB(), "sqlite3").SelectContext(context.Background(), &rows, `
+	err := s.DB().SelectContext(context.Background(), &rows, `
 WITH held AS (
     SELECT d.host_id AS host_id, d.flavor AS flavor FROM devservers d WHERE d.state NOT IN ('released', 'failed')
     UNION ALL
@@ -161,7 +159,7 @@ func (g *chaosRig) settled(t *testing.T, within time.Duration) {
 		}
 		if time.Now().After(deadline) {
 			var jobs []string
-			_ = sqlx.NewDb(g.s.WriteDB(), "sqlite3").Select(&jobs, `SELECT kind || ' ' || state || ' ' || attempt || '/' || max_attempts || ' ' || args || ' ' || errors FROM river_job WHERE state NOT IN ('completed')`)
+			_ = g.s.DB().Select(&jobs, `SELECT kind || ' ' || state || ' ' || attempt || '/' || max_attempts || ' ' || CAST(args AS TEXT) || ' ' || COALESCE(CAST(errors AS TEXT), '') FROM river_job WHERE state NOT IN ('completed')`)
 			t.Fatalf("still on their way after %s: %v; jobs: %v", within, busy, jobs)
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -410,7 +408,7 @@ func TestFeatureOnAnUnreachableDevserverSaysWhy(t *testing.T) {
 		if err := tx.GetContext(ctx, &feature, `SELECT name FROM features ORDER BY name LIMIT 1`); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE devservers SET state = 'unreachable' WHERE id = ?`, d.ID); err != nil {
+		if _, err := tx.ExecContext(ctx, tx.Rebind(`UPDATE devservers SET state = 'unreachable' WHERE id = ?`), d.ID); err != nil {
 			return err
 		}
 		if _, err := tx.RequestFeatures(ctx, store.System, d, []string{feature}); err != nil {
@@ -435,7 +433,7 @@ func TestOneoffsOnAnUnreachableDevserverSayWhy(t *testing.T) {
 	ctx := context.Background()
 	d := g.wait(t, g.reserve(t).ID, store.StateReady)
 	err := g.s.InTx(ctx, func(tx *store.Tx) error {
-		if _, err := tx.ExecContext(ctx, `UPDATE devservers SET state = 'unreachable', oneoffs_state = 'pending' WHERE id = ?`, d.ID); err != nil {
+		if _, err := tx.ExecContext(ctx, tx.Rebind(`UPDATE devservers SET state = 'unreachable', oneoffs_state = 'pending' WHERE id = ?`), d.ID); err != nil {
 			return err
 		}
 		return g.runner.Enqueue(ctx, tx, jobs.OneoffsArgs{DevserverID: d.ID})

@@ -179,7 +179,8 @@ func AddRunbookVersion(ctx context.Context, s *store.Store, who store.Actor, src
 // orphaned; River would rescue it only after the longest job timeout, and a
 // drain or a migration would wait that long. Every job re-reads its state
 // and does its effect once, so running one again is safe. (Several replicas
-// on PostgreSQL leave this to River's rescuer.)
+// on PostgreSQL share the database: there each runner requeues the jobs of
+// replicas that stopped, see replicas.go.)
 func prepareRunbooks(ctx context.Context, s *store.Store, log *slog.Logger) error {
 	if err := LoadBuiltinRunbooks(ctx, s, log); err != nil {
 		return err

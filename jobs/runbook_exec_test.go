@@ -79,7 +79,7 @@ func waitStep(t *testing.T, s *store.Store, run int64, name, state string) store
 func countRows(t *testing.T, s *store.Store, query string, args ...any) int {
 	t.Helper()
 	var n int
-	if err := s.WriteDB().QueryRow(query, args...).Scan(&n); err != nil {
+	if err := s.DB().QueryRow(s.DB().Rebind(query), args...).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	return n
@@ -345,7 +345,7 @@ steps:
 		}
 	})
 	// The host appears; a person retries the step.
-	if _, err := g.s.WriteDB().Exec(`INSERT INTO hosts (name, region, kind, driver, state, cpus, memory_gb, disk_gb, created_at) VALUES ('late-hv01', 'tst', 'hypervisor', 'sim', 'retired', 0, 0, 0, ?)`, time.Now().UTC()); err != nil {
+	if _, err := g.s.DB().Exec(g.s.DB().Rebind(`INSERT INTO hosts (name, region, kind, driver, state, cpus, memory_gb, disk_gb, created_at) VALUES ('late-hv01', 'tst', 'hypervisor', 'sim', 'retired', 0, 0, 0, ?)`), time.Now().UTC()); err != nil {
 		t.Fatal(err)
 	}
 	if err := RetryRunStep(ctx, g.s, g.runner, admin, run.ID, "tell"); err != nil {
@@ -412,7 +412,11 @@ func TestRunbookDryRunChangesNothing(t *testing.T) {
 	// River's own bookkeeping runs on its own; what a runbook could enqueue
 	// is counted instead.
 	counts := func() map[string]int {
-		rows, err := g.s.WriteDB().Query(`SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'river_%' AND name NOT LIKE 'sqlite_%'`)
+		list := `SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'river_%' AND name NOT LIKE 'sqlite_%'`
+		if g.s.Engine() == store.Postgres {
+			list = `SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() AND table_name NOT LIKE 'river_%'`
+		}
+		rows, err := g.s.DB().Query(list)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -96,7 +96,7 @@ steps:
 		run := startRun(t, g, "outer", nil)
 		waitRun(t, g.s, run.ID, store.RunFailed)
 		child1 := *stepOf(t, g.s, run.ID, "nest").ChildRunID
-		if _, err := g.s.WriteDB().Exec(`INSERT INTO hosts (name, region, kind, driver, state, cpus, memory_gb, disk_gb, created_at) VALUES ('late-hv01', 'tst', 'hypervisor', 'sim', 'retired', 0, 0, 0, ?)`, time.Now().UTC()); err != nil {
+		if _, err := g.s.DB().Exec(g.s.DB().Rebind(`INSERT INTO hosts (name, region, kind, driver, state, cpus, memory_gb, disk_gb, created_at) VALUES ('late-hv01', 'tst', 'hypervisor', 'sim', 'retired', 0, 0, 0, ?)`), time.Now().UTC()); err != nil {
 			t.Fatal(err)
 		}
 		if err := RetryRunStep(ctx, g.s, g.runner, admin, run.ID, "nest"); err != nil {

@@ -8,3 +8,9 @@ import "embed"
 //
 //go:embed sqlite/*.sql
 var SQLite embed.FS
+
+// Postgres is the same schema for PostgreSQL, with the same version numbers,
+// so a database's schema version means the same thing on both engines.
+//
+//go:embed postgres/*.sql
+var Postgres embed.FS

@@ -401,10 +401,13 @@ func (tx *Tx) RequestRestore(ctx context.Context, who Actor, b Backup, target De
 	}
 	now := tx.Now()
 	var id int64
-	err := getNamed(ctx, tx, &id, `
+	// Under a savepoint: a caller may handle the conflict and go on.
+	err := tx.savepoint(ctx, func() error {
+		return getNamed(ctx, tx, &id, `
 INSERT INTO restores (backup_id, devserver_id, state, step, requested_by, created_at, updated_at)
 VALUES (:backup_id, :devserver_id, 'pending', 'verify', :by, :now, :now)
 RETURNING id`, arg{"backup_id": b.ID, "devserver_id": target.ID, "by": who.Name, "now": now})
+	})
 	if isUniqueViolation(err) {
 		return Restore{}, Conflict("restore_in_progress", fmt.Sprintf("A restore onto %s is already running; wait for it to finish.", target.Name))
 	}

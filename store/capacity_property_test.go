@@ -7,8 +7,6 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"github.com/jmoiron/sqlx"
-
 	"github.com/devport/devport/store"
 	"github.com/devport/devport/store/storetest"
 )
@@ -49,7 +47,7 @@ func checkCapacity(t *testing.T, s *store.Store, when string) {
 		hostUse
 		Want hostUse `db:"want"`
 	}
-	err := sqlx.NewDb(s.WriteDB(), "sqlite3").SelectContext(context.Background(), &rows, `
+	err := s.DB().SelectContext(context.Background(), &rows, `
 WITH held AS (
     SELECT d.host_id AS host_id, d.flavor AS flavor FROM devservers d WHERE d.state NOT IN ('released', 'failed')
     UNION ALL

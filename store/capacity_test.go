@@ -289,13 +289,13 @@ func TestPlanCapacity(t *testing.T) {
 func insertLoad(t testing.TB, s *store.Store, n int, flavors ...store.Flavor) {
 	t.Helper()
 	ctx := context.Background()
-	tx, err := s.WriteDB().BeginTx(ctx, nil)
+	tx, err := s.DB().BeginTxx(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer tx.Rollback()
 	var owner int64
-	if err := tx.QueryRowContext(ctx, `INSERT INTO users (email, created_at) VALUES ('load@example.com', ?) RETURNING id`, time.Now().UTC()).Scan(&owner); err != nil {
+	if err := tx.QueryRowContext(ctx, tx.Rebind(`INSERT INTO users (email, created_at) VALUES ('load@example.com', ?) RETURNING id`), time.Now().UTC()).Scan(&owner); err != nil {
 		t.Fatal(err)
 	}
 	rows, err := tx.QueryContext(ctx, `SELECT id, region FROM hosts WHERE kind = 'hypervisor' ORDER BY id`)
@@ -315,8 +315,8 @@ func insertLoad(t testing.TB, s *store.Store, n int, flavors ...store.Flavor) {
 		hosts = append(hosts, h)
 	}
 	rows.Close()
-	stmt, err := tx.PrepareContext(ctx, `INSERT INTO devservers (name, owner_id, flavor, region, host_id, hostname, state, created_at, updated_at, pooled_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	stmt, err := tx.PrepareContext(ctx, tx.Rebind(`INSERT INTO devservers (name, owner_id, flavor, region, host_id, hostname, state, created_at, updated_at, pooled_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`))
 	if err != nil {
 		t.Fatal(err)
 	}

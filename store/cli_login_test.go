@@ -48,7 +48,7 @@ func exchangeCLI(s *store.Store, code, verifier string) (store.Token, string, st
 func countTokens(t *testing.T, s *store.Store, userID int64) int {
 	t.Helper()
 	var n int
-	if err := s.WriteDB().QueryRow(`SELECT COUNT(*) FROM tokens WHERE user_id = ?`, userID).Scan(&n); err != nil {
+	if err := s.DB().QueryRow(s.DB().Rebind(`SELECT COUNT(*) FROM tokens WHERE user_id = ?`), userID).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	return n

@@ -3,12 +3,8 @@ package store_test
 import (
 	"context"
 	"encoding/json"
-	"io/fs"
 	"testing"
 
-	"github.com/pressly/goose/v3"
-
-	"github.com/devport/devport/migrations"
 	"github.com/devport/devport/store"
 	"github.com/devport/devport/store/storetest"
 )
@@ -36,11 +32,7 @@ func TestMigrationCLIBundles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fsys, err := fs.Sub(migrations.SQLite, "sqlite")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := goose.NewProvider(goose.DialectSQLite3, s.WriteDB(), fsys)
+	p, err := s.Migrator()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -475,12 +475,14 @@ func (tx *Tx) insertContainer(ctx context.Context, t ContainerType, prof Contain
 	for attempt := 0; ; attempt++ {
 		name := containerName()
 		a["name"], a["hostname"] = name, name+"."+region+".od.devport.internal"
-		err := getNamed(ctx, tx, &id, `
+		err := tx.savepoint(ctx, func() error {
+			return getNamed(ctx, tx, &id, `
 INSERT INTO containers (name, owner_id, type, profile, region, host_id, hostname, image, cpus, memory_gb, disk_gb, gpus,
     state, progress, created_at, updated_at, pooled_at, assigned_at, expires_at)
 VALUES (:name, :owner, :type, :profile, :region, :host_id, :hostname, :image, :cpus, :memory_gb, :disk_gb, :gpus,
     'provisioning', 0, :now, :now, :pooled, :assigned, :expires)
 RETURNING id`, a)
+		})
 		if err == nil {
 			return id, nil
 		}

@@ -426,7 +426,7 @@ func TestConcurrentContainerRequestsKeepTheQuota(t *testing.T) {
 func setRegionStatus(t *testing.T, s *store.Store, code, status string) {
 	t.Helper()
 	err := s.InTx(context.Background(), func(tx *store.Tx) error {
-		_, err := tx.ExecContext(context.Background(), `UPDATE regions SET status = ? WHERE code = ?`, status, code)
+		_, err := tx.ExecContext(context.Background(), tx.Rebind(`UPDATE regions SET status = ? WHERE code = ?`), status, code)
 		return err
 	})
 	if err != nil {
@@ -438,7 +438,7 @@ func setHome(t *testing.T, s *store.Store, u store.User, region string) store.Us
 	t.Helper()
 	ctx := context.Background()
 	err := s.InTx(ctx, func(tx *store.Tx) error {
-		_, err := tx.ExecContext(ctx, `UPDATE users SET home_region = ? WHERE id = ?`, region, u.ID)
+		_, err := tx.ExecContext(ctx, tx.Rebind(`UPDATE users SET home_region = ? WHERE id = ?`), region, u.ID)
 		if err != nil {
 			return err
 		}

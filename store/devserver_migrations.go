@@ -141,12 +141,15 @@ func (tx *Tx) StartMigration(ctx context.Context, who Actor, d Devserver, toRegi
 	}
 	now := tx.Now()
 	var id int64
-	err = getNamed(ctx, tx, &id, `
+	// Under a savepoint: a caller may handle the conflict and go on.
+	err = tx.savepoint(ctx, func() error {
+		return getNamed(ctx, tx, &id, `
 INSERT INTO devserver_migrations (devserver_id, from_region, from_flavor, from_host_id, from_instance_id, to_region, to_flavor, to_host_id,
     step, state, requested_by, created_at, updated_at)
 VALUES (:d, :from_region, :from_flavor, :from_host, :from_instance, :to_region, :to_flavor, :to_host, 'backup', 'running', :by, :now, :now)
 RETURNING id`, arg{"d": d.ID, "from_region": d.Region, "from_flavor": d.Flavor, "from_host": d.HostID, "from_instance": d.InstanceID,
-		"to_region": region.Code, "to_flavor": flavor.Name, "to_host": host.ID, "by": who.Name, "now": now})
+			"to_region": region.Code, "to_flavor": flavor.Name, "to_host": host.ID, "by": who.Name, "now": now})
+	})
 	if isUniqueViolation(err) {
 		return DevserverMigration{}, Conflict("already_migrating", fmt.Sprintf("Devserver %s is migrating already.", d.Name))
 	}

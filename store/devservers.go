@@ -361,11 +361,13 @@ func (tx *Tx) Reserve(ctx context.Context, who Actor, r Reservation) (Devserver,
 	var id int64
 	for attempt := 0; ; attempt++ {
 		name := devserverName(r.Owner.Email)
-		err := getNamed(ctx, tx, &id, `
+		err := tx.savepoint(ctx, func() error {
+			return getNamed(ctx, tx, &id, `
 INSERT INTO devservers (name, owner_id, flavor, region, host_id, hostname, state, progress, created_at, updated_at)
 VALUES (:name, :owner_id, :flavor, :region, :host_id, :hostname, 'provisioning', 0, :now, :now)
 RETURNING id`, arg{"name": name, "owner_id": r.Owner.ID, "flavor": flavor.Name, "region": region.Code,
-			"host_id": host.ID, "hostname": name + "." + region.Code + ".devport.internal", "now": now})
+				"host_id": host.ID, "hostname": name + "." + region.Code + ".devport.internal", "now": now})
+		})
 		if err == nil {
 			break
 		}

@@ -127,10 +127,10 @@ func TestCapacityIsHeldByTheDatabase(t *testing.T) {
 	s := storetest.Seeded(t, &inv)
 	h := host(t, s, "tst-hv01")
 	err := s.InTx(context.Background(), func(tx *store.Tx) error {
-		_, err := tx.ExecContext(context.Background(), `UPDATE hosts SET used_cpus = cpus + 1 WHERE id = ?`, h.ID)
+		_, err := tx.ExecContext(context.Background(), tx.Rebind(`UPDATE hosts SET used_cpus = cpus + 1 WHERE id = ?`), h.ID)
 		return err
 	})
-	if err == nil || !strings.Contains(err.Error(), "CHECK") {
+	if !isCheckViolation(err) {
 		t.Fatalf("over-allocating a host directly: err = %v, want a CHECK constraint failure", err)
 	}
 }

@@ -4,11 +4,26 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net/url"
+	"os"
+	"path/filepath"
 
-	sqlite3 "github.com/mattn/go-sqlite3" // the embedded SQL engine
+	"github.com/jmoiron/sqlx"
+	_ "github.com/mattn/go-sqlite3" // the embedded SQL engine
+	"github.com/pressly/goose/v3"
+
+	"github.com/devport/devport/migrations"
 )
+
+var sqliteDialect = dialect{
+	engine:        SQLite,
+	goose:         goose.DialectSQLite3,
+	migrations:    migrations.SQLite,
+	riverArg:      func(field string) string { return `json_extract(args, '$.` + field + `')` },
+	jsonText:      func(col string) string { return `CAST(json(` + col + `) AS TEXT)` },
+	jsonArrayText: func(col string) string { return `CAST(json(` + col + `) AS TEXT)` },
+	listDistinct:  func(expr string) string { return `GROUP_CONCAT(DISTINCT ` + expr + `)` },
+}
 
 // sqliteDSN is the one place that knows SQLite's connection settings: WAL,
 // a busy timeout so callers never see SQLITE_BUSY, foreign keys on,
@@ -30,34 +45,51 @@ func sqliteDSN(path string, writer bool) string {
 	return "file:" + path + "?" + v.Encode()
 }
 
-func subFS(fsys fs.FS, dir string) (fs.FS, error) { return fs.Sub(fsys, dir) }
-
-// isUniqueViolation tells whether err is a unique or primary-key failure.
-func isUniqueViolation(err error) bool {
-	var se sqlite3.Error
-	return errors.As(err, &se) && (se.ExtendedCode == sqlite3.ErrConstraintUnique || se.ExtendedCode == sqlite3.ErrConstraintPrimaryKey)
+// sqlitePath is the file of a sqlite:PATH or file:PATH URL.
+func sqlitePath(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "sqlite" && u.Scheme != "file") {
+		return "", fmt.Errorf("not a database URL devport knows: use sqlite:PATH or postgres://USER:PASSWORD@HOST:PORT/DATABASE")
+	}
+	if u.Opaque != "" {
+		return u.Opaque, nil
+	}
+	if u.Path == "" {
+		return "", fmt.Errorf("the SQLite URL %s names no file (sqlite:/var/lib/devport/devport.db)", raw)
+	}
+	return u.Path, nil
 }
 
-// riverArg reads one field of a River job's arguments (stored as JSONB by
-// riversqlite); PostgreSQL reads args->>'field'.
-func riverArg(field string) string { return `json_extract(args, '$.` + field + `')` }
-
-// jsonText is a JSON(B) column as text; PostgreSQL casts jsonb to text.
-func jsonText(col string) string { return `CAST(json(` + col + `) AS TEXT)` }
-
-// listDistinct joins the distinct values of expr with commas, per group;
-// PostgreSQL writes string_agg(DISTINCT expr, ',').
-func listDistinct(expr string) string { return `GROUP_CONCAT(DISTINCT ` + expr + `)` }
-
-// RequeueOrphanedJobs makes the jobs a stopped process left "running"
-// available again, and says how many there were. It is for SQLite only,
-// where one process (holding the data directory's lock) owns the database,
-// so no running job can belong to a live process; call it before the
-// workers start. Several replicas on PostgreSQL leave this to River.
-func (s *Store) RequeueOrphanedJobs(ctx context.Context) (int64, error) {
-	res, err := s.write.ExecContext(ctx, `UPDATE river_job SET state = 'available' WHERE state = 'running'`)
-	if err != nil {
-		return 0, fmt.Errorf("requeue orphaned jobs: %w", err)
+// openSQLite opens the file (creating it) with its single writer and its
+// read-only pool.
+func openSQLite(ctx context.Context, opts Options) (*Store, error) {
+	if err := os.MkdirAll(filepath.Dir(opts.Path), 0o700); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
 	}
-	return res.RowsAffected()
+	write, err := sqlx.Open("sqlite3", sqliteDSN(opts.Path, true))
+	if err != nil {
+		return nil, fmt.Errorf("open store writer: %w", err)
+	}
+	write.SetMaxOpenConns(1)
+	write.SetMaxIdleConns(1)
+	write.SetConnMaxLifetime(0)
+	if err := write.PingContext(ctx); err != nil {
+		write.Close()
+		return nil, fmt.Errorf("open store %s: %w", opts.Path, err)
+	}
+	// The file exists now; keep it private to the service account.
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		if err := os.Chmod(opts.Path+suffix, 0o600); err != nil && !errors.Is(err, os.ErrNotExist) {
+			write.Close()
+			return nil, fmt.Errorf("open store: %w", err)
+		}
+	}
+	read, err := sqlx.Open("sqlite3", sqliteDSN(opts.Path, false))
+	if err != nil {
+		write.Close()
+		return nil, fmt.Errorf("open store readers: %w", err)
+	}
+	read.SetMaxOpenConns(opts.ReadConns)
+	read.SetMaxIdleConns(opts.ReadConns)
+	return &Store{write: write, read: read, d: sqliteDialect, where: opts.Path}, nil
 }

@@ -93,9 +93,9 @@ func TestClaimDrainItemsCap(t *testing.T) {
 	var moves []store.DrainMove
 	for i := range 7 {
 		var id, host int64
-		if err := s.WriteDB().QueryRow(`
+		if err := s.DB().QueryRow(s.DB().Rebind(`
 INSERT INTO devservers (name, owner_id, flavor, region, host_id, hostname, state, created_at, updated_at)
-SELECT ?, ?, 'vm.small', 'tst', h.id, 'x', 'ready', ?, ? FROM hosts h WHERE h.name = 'tst-hv01' RETURNING id, host_id`,
+SELECT ?, ?, 'vm.small', 'tst', h.id, 'x', 'ready', ?, ? FROM hosts h WHERE h.name = 'tst-hv01' RETURNING id, host_id`),
 			fmt.Sprintf("d%d", i), owner.ID, time.Now(), time.Now()).Scan(&id, &host); err != nil {
 			t.Fatal(err)
 		}

@@ -41,18 +41,14 @@ func seedFuSev(t *testing.T, s *store.Store, v fuSev) int64 {
 	}
 	var id int64
 	err := s.InTx(ctx, func(tx *store.Tx) error {
-		res, err := tx.ExecContext(ctx, `INSERT INTO sevs (title, severity, kind, state, impact_started_at, reported_at, mitigated_at, closed_at, reviewed_at,
-    run_id, created_by, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'test', ?, ?)`,
+		err := tx.GetContext(ctx, &id, tx.Rebind(`INSERT INTO sevs (title, severity, kind, state, impact_started_at, reported_at, mitigated_at, closed_at, reviewed_at,
+    run_id, created_by, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'test', ?, ?) RETURNING id`),
 			v.title, v.severity, v.kind, v.state, v.impact, *v.reported, v.mitigated, v.closed, v.reviewed, v.runID, *v.reported, *v.reported)
 		if err != nil {
 			return err
 		}
-		id, err = res.LastInsertId()
-		if err != nil {
-			return err
-		}
 		for _, r := range v.regions {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO sev_regions (sev_id, region) VALUES (?, ?)`, id, r); err != nil {
+			if _, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO sev_regions (sev_id, region) VALUES (?, ?)`), id, r); err != nil {
 				return err
 			}
 		}
@@ -68,7 +64,7 @@ func fuCount(t *testing.T, s *store.Store, query string, args ...any) int {
 	t.Helper()
 	var n int
 	err := s.InTx(context.Background(), func(tx *store.Tx) error {
-		return tx.GetContext(context.Background(), &n, query, args...)
+		return tx.GetContext(context.Background(), &n, tx.Rebind(query), args...)
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -142,7 +138,7 @@ func TestFollowups(t *testing.T) {
 		if !f.DueAt.Equal(clock.Now().AddDate(0, 0, 7)) {
 			t.Errorf("due %v, want in 7 days", f.DueAt)
 		}
-		if n := fuCount(t, s, `SELECT COUNT(*) FROM audit_events WHERE action = 'followup.create' AND object_id = ?`, f.ID); n != 1 {
+		if n := fuCount(t, s, `SELECT COUNT(*) FROM audit_events WHERE action = 'followup.create' AND object_id = ?`, strconv.FormatInt(f.ID, 10)); n != 1 {
 			t.Errorf("%d audit events", n)
 		}
 	})
@@ -186,13 +182,13 @@ func TestFollowups(t *testing.T) {
 
 	t.Run("links a step of the SEV's own runbook run", func(t *testing.T) {
 		err := s.InTx(ctx, func(tx *store.Tx) error {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO runbook_versions (name, version, yaml, created_at, created_by) VALUES ('drain', 1, 'x', ?, 'test')`, clock.Now()); err != nil {
+			if _, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO runbook_versions (name, version, yaml, created_at, created_by) VALUES ('drain', 1, 'x', ?, 'test')`), clock.Now()); err != nil {
 				return err
 			}
-			if _, err := tx.ExecContext(ctx, `INSERT INTO runbook_runs (id, runbook, version, state, started_by, created_at) VALUES (?, 'drain', 1, 'failed', 'test', ?)`, runID, clock.Now()); err != nil {
+			if _, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO runbook_runs (id, runbook, version, state, started_by, created_at) VALUES (?, 'drain', 1, 'failed', 'test', ?)`), runID, clock.Now()); err != nil {
 				return err
 			}
-			_, err := tx.ExecContext(ctx, `INSERT INTO runbook_run_steps (run_id, name, position, kind, needs_left, state, error) VALUES (?, 'backup', 0, 'operation', 0, 'failed', 'disk full')`, runID)
+			_, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO runbook_run_steps (run_id, name, position, kind, needs_left, state, error) VALUES (?, 'backup', 0, 'operation', 0, 'failed', 'disk full')`), runID)
 			return err
 		})
 		if err != nil {
@@ -243,7 +239,7 @@ func TestFollowups(t *testing.T) {
 		if err != nil || got.DoneAt == nil || !got.DoneAt.Equal(clock.Now()) {
 			t.Fatalf("%+v %v", got, err)
 		}
-		if n := fuCount(t, s, `SELECT COUNT(*) FROM audit_events WHERE action = 'followup.update' AND object_id = ?`, f.ID); n != 3 {
+		if n := fuCount(t, s, `SELECT COUNT(*) FROM audit_events WHERE action = 'followup.update' AND object_id = ?`, strconv.FormatInt(f.ID, 10)); n != 3 {
 			t.Errorf("%d update audit events, want 3", n)
 		}
 	})

@@ -386,12 +386,33 @@ type CauseCount struct {
 	Escalated  int        `db:"escalated" json:"escalated"`
 	Open       int        `db:"open" json:"open"`
 	LastAt     *time.Time `db:"-" json:"last_at"`
-	// LastAtText is MAX(opened_at), which SQLite returns as text.
-	LastAtText string `db:"last_at" json:"-"`
+	// LastAtRaw is MAX(opened_at), which SQLite returns as text.
+	LastAtRaw aggTime `db:"last_at" json:"-"`
 }
 
-// sqlTime reads a time an aggregate returned as text (SQLite keeps times as
-// text and loses the column type through MAX).
+// aggTime is a time an aggregate (MAX) returned: SQLite keeps times as text
+// and loses the column type through MAX; PostgreSQL returns a timestamptz;
+// NULL (no rows) is nil.
+type aggTime struct{ t *time.Time }
+
+func (a *aggTime) Scan(v any) error {
+	switch v := v.(type) {
+	case nil:
+		a.t = nil
+	case time.Time:
+		t := v.UTC()
+		a.t = &t
+	case string:
+		a.t = sqlTime(v)
+	case []byte:
+		a.t = sqlTime(string(v))
+	default:
+		return fmt.Errorf("a time from an aggregate: unexpected %T", v)
+	}
+	return nil
+}
+
+// sqlTime reads a time an aggregate returned as text.
 func sqlTime(s string) *time.Time {
 	for _, layout := range []string{"2006-01-02 15:04:05.999999999-07:00", "2006-01-02T15:04:05.999999999-07:00", "2006-01-02 15:04:05.999999999", time.RFC3339Nano} {
 		if t, err := time.Parse(layout, s); err == nil {
@@ -412,13 +433,13 @@ SELECT cause, COUNT(*) AS total, SUM(CASE WHEN opened_at >= :since THEN 1 ELSE 0
        SUM(CASE WHEN state = 'resolved' THEN 1 ELSE 0 END) AS resolved,
        SUM(CASE WHEN state = 'escalated' THEN 1 ELSE 0 END) AS escalated,
        SUM(CASE WHEN state = 'open' THEN 1 ELSE 0 END) AS open,
-       COALESCE(MAX(opened_at), '') AS last_at
+       MAX(opened_at) AS last_at
 FROM remediations GROUP BY cause ORDER BY total DESC, cause`, arg{"since": since})
 	if err != nil {
 		return nil, fmt.Errorf("failure causes: %w", err)
 	}
 	for i := range cs {
-		cs[i].LastAt = sqlTime(cs[i].LastAtText)
+		cs[i].LastAt = cs[i].LastAtRaw.t
 	}
 	return cs, nil
 }
@@ -429,22 +450,22 @@ type RecurringFailure struct {
 	Episodes  int        `db:"episodes" json:"episodes"`
 	Causes    string     `db:"causes" json:"causes"`
 	LastAt    *time.Time `db:"-" json:"last_at"`
-	// LastAtText is MAX(opened_at) as SQLite returns it.
-	LastAtText string `db:"last_at" json:"-"`
+	// LastAtRaw is MAX(opened_at) as the engine returns it.
+	LastAtRaw aggTime `db:"last_at" json:"-"`
 }
 
 // RecurringFailures lists the devservers with at least two episodes, most first.
 func (s *Store) RecurringFailures(ctx context.Context, limit int) ([]RecurringFailure, error) {
 	var rs []RecurringFailure
 	err := selectNamed(ctx, s.read, &rs, `
-SELECT d.name AS devserver, COUNT(*) AS episodes, `+listDistinct("r.cause")+` AS causes, COALESCE(MAX(r.opened_at), '') AS last_at
+SELECT d.name AS devserver, COUNT(*) AS episodes, `+s.d.listDistinct("r.cause")+` AS causes, MAX(r.opened_at) AS last_at
 FROM remediations r JOIN devservers d ON d.id = r.devserver_id
 GROUP BY d.name HAVING COUNT(*) > 1 ORDER BY episodes DESC, devserver LIMIT :limit`, arg{"limit": limit})
 	if err != nil {
 		return nil, fmt.Errorf("recurring failures: %w", err)
 	}
 	for i := range rs {
-		rs[i].LastAt = sqlTime(rs[i].LastAtText)
+		rs[i].LastAt = rs[i].LastAtRaw.t
 	}
 	return rs, nil
 }
@@ -616,13 +637,13 @@ type JobRecord struct {
 func (s *Store) DevserverJobs(ctx context.Context, devserverID int64, limit int) ([]JobRecord, error) {
 	var js []JobRecord
 	err := selectNamed(ctx, s.read, &js, `
-SELECT id, kind, state, attempt, `+jsonText("args")+` AS args, `+jsonText("errors")+` AS errors, created_at, finalized_at
+SELECT id, kind, state, attempt, `+s.d.jsonText("args")+` AS args, `+s.d.jsonArrayText("errors")+` AS errors, created_at, finalized_at
 FROM river_job
-WHERE `+riverArg("devserver_id")+` = :d
-   OR `+riverArg("migration_id")+` IN (SELECT id FROM devserver_migrations WHERE devserver_id = :d)
-   OR `+riverArg("backup_id")+` IN (SELECT id FROM backups WHERE devserver_id = :d)
-   OR `+riverArg("remediation_id")+` IN (SELECT id FROM remediations WHERE devserver_id = :d)
-   OR `+riverArg("move_id")+` IN (SELECT id FROM host_moves WHERE devserver_id = :d)
+WHERE `+s.d.riverArg("devserver_id")+` = :d
+   OR `+s.d.riverArg("migration_id")+` IN (SELECT id FROM devserver_migrations WHERE devserver_id = :d)
+   OR `+s.d.riverArg("backup_id")+` IN (SELECT id FROM backups WHERE devserver_id = :d)
+   OR `+s.d.riverArg("remediation_id")+` IN (SELECT id FROM remediations WHERE devserver_id = :d)
+   OR `+s.d.riverArg("move_id")+` IN (SELECT id FROM host_moves WHERE devserver_id = :d)
 ORDER BY id DESC LIMIT :limit`, arg{"d": devserverID, "limit": limit})
 	if err != nil {
 		return nil, fmt.Errorf("jobs of devserver %d: %w", devserverID, err)

@@ -227,9 +227,12 @@ func (tx *Tx) StartLiveMove(ctx context.Context, who Actor, d Devserver, runID *
 	}
 	now := tx.Now()
 	var id int64
-	err = getNamed(ctx, tx, &id, `
+	// Under a savepoint: a caller may handle the conflict and go on.
+	err = tx.savepoint(ctx, func() error {
+		return getNamed(ctx, tx, &id, `
 INSERT INTO host_moves (devserver_id, from_host_id, to_host_id, run_id, state, created_at)
 VALUES (:d, :from, :to, :run, 'running', :now) RETURNING id`, arg{"d": d.ID, "from": d.HostID, "to": to.ID, "run": runID, "now": now})
+	})
 	if isUniqueViolation(err) {
 		return HostMove{}, Conflict("already_migrating", fmt.Sprintf("Devserver %s is moving already.", d.Name))
 	}
@@ -331,12 +334,15 @@ func (tx *Tx) StartHostMigration(ctx context.Context, who Actor, d Devserver, ba
 	}
 	now := tx.Now()
 	var id int64
-	err = getNamed(ctx, tx, &id, `
+	// Under a savepoint: a caller may handle the conflict and go on.
+	err = tx.savepoint(ctx, func() error {
+		return getNamed(ctx, tx, &id, `
 INSERT INTO devserver_migrations (devserver_id, from_region, from_flavor, from_host_id, from_instance_id, to_region, to_flavor, to_host_id,
     backup_id, step, state, requested_by, created_at, updated_at)
 VALUES (:d, :from_region, :flavor, :from_host, :from_instance, :to_region, :flavor, :to_host, :backup, :step, 'running', :by, :now, :now)
 RETURNING id`, arg{"d": d.ID, "from_region": d.Region, "flavor": d.Flavor, "from_host": d.HostID, "from_instance": d.InstanceID,
-		"to_region": to.Region, "to_host": to.ID, "backup": backupID, "step": StepBackup, "by": who.Name, "now": now})
+			"to_region": to.Region, "to_host": to.ID, "backup": backupID, "step": StepBackup, "by": who.Name, "now": now})
+	})
 	if isUniqueViolation(err) {
 		return DevserverMigration{}, Conflict("already_migrating", fmt.Sprintf("Devserver %s is migrating already.", d.Name))
 	}

@@ -216,10 +216,12 @@ func (tx *Tx) FillPool(ctx context.Context, region, flavor string) ([]Devserver,
 		var id int64
 		for attempt := 0; ; attempt++ {
 			name := "pool-" + NewSecret(3)[:5]
-			err := getNamed(ctx, tx, &id, `
+			err := tx.savepoint(ctx, func() error {
+				return getNamed(ctx, tx, &id, `
 INSERT INTO devservers (name, owner_id, flavor, region, host_id, hostname, state, progress, created_at, updated_at, pooled_at)
 VALUES (:name, NULL, :flavor, :region, :host_id, :hostname, 'provisioning', 0, :now, :now, :now)
 RETURNING id`, arg{"name": name, "flavor": f.Name, "region": region, "host_id": host.ID, "hostname": name + "." + region + ".devport.internal", "now": now})
+			})
 			if err == nil {
 				break
 			}
@@ -292,10 +294,14 @@ ORDER BY pooled_at, id LIMIT 1`, arg{"region": region, "flavor": f.Name})
 			return 0, fmt.Errorf("take from pool %s: %w", PoolKey(region, f.Name), err)
 		}
 		name := devserverName(owner.Email)
-		n, err := execNamed(ctx, tx, `
+		var n int64
+		err = tx.savepoint(ctx, func() (err error) {
+			n, err = execNamed(ctx, tx, `
 UPDATE devservers SET owner_id = :owner_id, name = :name, hostname = :hostname, assigned_at = :now, updated_at = :now
 WHERE id = :id AND owner_id IS NULL AND state = 'ready'`, arg{"id": candidate, "owner_id": owner.ID, "name": name,
-			"hostname": name + "." + region + ".devport.internal", "now": now})
+				"hostname": name + "." + region + ".devport.internal", "now": now})
+			return err
+		})
 		switch {
 		case err != nil && isUniqueViolation(err) && attempt < 5:
 			continue // the name is taken: draw another

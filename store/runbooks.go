@@ -486,8 +486,12 @@ func (tx *Tx) StepEffect(ctx context.Context, runID int64, step, key string) (st
 // RecordStepEffect records that a step did something, under key; a second
 // record of the same key fails, so an effect is recorded once.
 func (tx *Tx) RecordStepEffect(ctx context.Context, runID int64, step, key, value string) error {
-	_, err := execNamed(ctx, tx, `INSERT INTO runbook_step_effects (run_id, step, key, value, at) VALUES (:run, :step, :key, :value, :now)`,
-		arg{"run": runID, "step": step, "key": key, "value": value, "now": tx.Now()})
+	// A second record of the same effect fails and the transaction goes on.
+	err := tx.savepoint(ctx, func() error {
+		_, err := execNamed(ctx, tx, `INSERT INTO runbook_step_effects (run_id, step, key, value, at) VALUES (:run, :step, :key, :value, :now)`,
+			arg{"run": runID, "step": step, "key": key, "value": value, "now": tx.Now()})
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("effect %s of step %q of run %d: %w", key, step, runID, err)
 	}
@@ -534,7 +538,7 @@ func (tx *Tx) ReplaceStepEffect(ctx context.Context, runID int64, step, key, val
 func (tx *Tx) FailedStepBackups(ctx context.Context, runID int64, step string) ([]Devserver, error) {
 	var ids []int64
 	err := selectNamed(ctx, tx, &ids, `
-SELECT b.devserver_id FROM runbook_step_effects e JOIN backups b ON b.id = CAST(e.value AS INTEGER)
+SELECT b.devserver_id FROM runbook_step_effects e JOIN backups b ON CAST(b.id AS TEXT) = e.value
 WHERE e.run_id = :run AND e.step = :step AND e.key LIKE 'backup::%' AND b.state IN ('failed', 'deleted')
 ORDER BY e.key`, arg{"run": runID, "step": step})
 	if err != nil {
@@ -562,7 +566,7 @@ func (tx *Tx) StepBackups(ctx context.Context, runID int64, step string) (map[st
 	}
 	err := selectNamed(ctx, tx, &rows, `
 SELECT substr(e.key, 8) AS devserver, b.state, b.error
-FROM runbook_step_effects e JOIN backups b ON b.id = CAST(e.value AS INTEGER)
+FROM runbook_step_effects e JOIN backups b ON CAST(b.id AS TEXT) = e.value
 WHERE e.run_id = :run AND e.step = :step AND e.key LIKE 'backup::%'
 ORDER BY e.key`, arg{"run": runID, "step": step})
 	if err != nil {

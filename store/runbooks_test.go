@@ -108,10 +108,10 @@ func TestRunbookStore(t *testing.T) {
 		})
 	})
 	t.Run("the timeline is append-only", func(t *testing.T) {
-		if _, err := s.WriteDB().Exec(`UPDATE runbook_run_events SET message = 'rewritten' WHERE run_id = ?`, run.ID); err == nil {
+		if _, err := s.DB().Exec(s.DB().Rebind(`UPDATE runbook_run_events SET message = 'rewritten' WHERE run_id = ?`), run.ID); err == nil {
 			t.Error("an event was rewritten")
 		}
-		if _, err := s.WriteDB().Exec(`DELETE FROM runbook_run_events WHERE run_id = ?`, run.ID); err == nil {
+		if _, err := s.DB().Exec(s.DB().Rebind(`DELETE FROM runbook_run_events WHERE run_id = ?`), run.ID); err == nil {
 			t.Error("an event was deleted")
 		}
 		es, err := s.RunEvents(ctx, run.ID)

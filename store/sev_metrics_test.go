@@ -55,10 +55,10 @@ func TestSevMetrics(t *testing.T) {
 	// Exercises are their own series, not incidents.
 	var runID int64 = 77
 	err := s.InTx(ctx, func(tx *store.Tx) error {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO runbook_versions (name, version, yaml, created_at, created_by) VALUES ('drain', 1, 'x', ?, 'test')`, now); err != nil {
+		if _, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO runbook_versions (name, version, yaml, created_at, created_by) VALUES ('drain', 1, 'x', ?, 'test')`), now); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO runbook_runs (id, runbook, version, state, started_by, created_at, finished_at) VALUES (?, 'drain', 1, 'succeeded', 'test', ?, ?)`,
+		_, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO runbook_runs (id, runbook, version, state, started_by, created_at, finished_at) VALUES (?, 'drain', 1, 'succeeded', 'test', ?, ?)`),
 			runID, at(11, 3, 9), at(11, 3, 11))
 		return err
 	})
@@ -84,19 +84,18 @@ func TestSevMetrics(t *testing.T) {
 			u  store.User
 			by string
 		}{{ann, "system"}, {bob, bob.Email}, {carl, "admin@example.com"}} {
-			res, err := tx.ExecContext(ctx, `INSERT INTO devservers (name, owner_id, flavor, region, host_id, hostname, state, created_at, updated_at)
-VALUES (?, ?, 'vm.small', 'ftw', ?, ?, 'ready', ?, ?)`, "dev-"+c.u.Email, c.u.ID, host, "h"+c.u.Email, now, now)
-			if err != nil {
+			var id int64
+			if err := tx.GetContext(ctx, &id, tx.Rebind(`INSERT INTO devservers (name, owner_id, flavor, region, host_id, hostname, state, created_at, updated_at)
+VALUES (?, ?, 'vm.small', 'ftw', ?, ?, 'ready', ?, ?) RETURNING id`), "dev-"+c.u.Email, c.u.ID, host, "h"+c.u.Email, now, now); err != nil {
 				return err
 			}
-			id, _ := res.LastInsertId()
-			if _, err := tx.ExecContext(ctx, `INSERT INTO devserver_migrations (devserver_id, from_region, from_flavor, from_host_id, to_region, to_flavor, to_host_id,
-    step, state, requested_by, created_at, updated_at) VALUES (?, 'prn', 'vm.small', ?, 'ftw', 'vm.small', ?, 'done', 'done', ?, ?, ?)`,
+			if _, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO devserver_migrations (devserver_id, from_region, from_flavor, from_host_id, to_region, to_flavor, to_host_id,
+    step, state, requested_by, created_at, updated_at) VALUES (?, 'prn', 'vm.small', ?, 'ftw', 'vm.small', ?, 'done', 'done', ?, ?, ?)`),
 				id, host, host, c.by, at(11, 3, 9+i), at(11, 3, 10+i)); err != nil {
 				return err
 			}
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO tasks (user_id, title, due_at, created_at) VALUES (?, 'Move out of prn', ?, ?)`, carl.ID, at(11, 5, 0), at(11, 3, 8).Add(time.Minute))
+		_, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO tasks (user_id, title, due_at, created_at) VALUES (?, 'Move out of prn', ?, ?)`), carl.ID, at(11, 5, 0), at(11, 3, 8).Add(time.Minute))
 		return err
 	})
 	if err != nil {
@@ -121,8 +120,8 @@ VALUES (?, ?, 'vm.small', 'ftw', ?, ?, 'ready', ?, ?)`, "dev-"+c.u.Email, c.u.ID
 			if f.state == "wont_do" {
 				reason = "replaced"
 			}
-			if _, err := tx.ExecContext(ctx, `INSERT INTO followups (sev_id, kind, title, owner_id, due_at, status, reason, created_by, created_at, updated_at)
-VALUES (?, ?, 'x', ?, ?, ?, ?, 'test', ?, ?)`, f.sev, f.kind, ann.ID, f.due, f.state, reason, now, now); err != nil {
+			if _, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO followups (sev_id, kind, title, owner_id, due_at, status, reason, created_by, created_at, updated_at)
+VALUES (?, ?, 'x', ?, ?, ?, ?, 'test', ?, ?)`), f.sev, f.kind, ann.ID, f.due, f.state, reason, now, now); err != nil {
 				return err
 			}
 		}

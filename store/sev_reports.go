@@ -113,9 +113,9 @@ UNION SELECT c.owner_id FROM containers c WHERE c.owner_id IS NOT NULL AND c.sta
 		dst   *int
 		query string
 	}{
-		{&im.UsersWithResources, `SELECT COUNT(*) FROM (` + owners + `)`},
-		{&im.UsersNotified, `SELECT COUNT(DISTINCT uid) FROM (` + notified + `)`},
-		{&im.UsersAffected, `SELECT COUNT(*) FROM (` + owners + ` UNION ` + notified + `)`},
+		{&im.UsersWithResources, `SELECT COUNT(*) FROM (` + owners + `) o`},
+		{&im.UsersNotified, `SELECT COUNT(DISTINCT uid) FROM (` + notified + `) n`},
+		{&im.UsersAffected, `SELECT COUNT(*) FROM (` + owners + ` UNION ` + notified + `) a`},
 		{&im.DevserversMigrated, `SELECT COUNT(DISTINCT devserver_id) FROM devserver_migrations WHERE from_region IN ` + inRegions + `
   AND state = 'done' AND created_at >= :start AND created_at <= :end`},
 		{&im.MigrationsFailed, `SELECT COUNT(*) FROM devserver_migrations WHERE from_region IN ` + inRegions + `

@@ -228,7 +228,7 @@ type ReviewQueueItem struct {
 func (s *Store) ReviewQueue(ctx context.Context) ([]ReviewQueueItem, error) {
 	var rows []sevRow
 	if err := selectNamed(ctx, s.read, &rows, sevSelect+`
-WHERE s.state IN ('closed', 'in_review') ORDER BY s.closed_at, s.id LIMIT 500`, arg{}); err != nil {
+WHERE s.state IN ('closed', 'in_review') ORDER BY s.closed_at NULLS FIRST, s.id LIMIT 500`, arg{}); err != nil {
 		return nil, fmt.Errorf("review queue: %w", err)
 	}
 	ss, err := fillSevs(ctx, s.read, rows)

@@ -339,8 +339,8 @@ func TestSevReportAndReview(t *testing.T) {
 	ctx := context.Background()
 	owner := storetest.User(t, f.s, "olga@example.com")
 	// Olga has a live devserver in prn: she is affected.
-	if _, err := f.s.WriteDB().Exec(`INSERT INTO devservers (name, owner_id, flavor, region, host_id, hostname, state, created_at, updated_at)
-SELECT 'olga-1', ?, 'vm.small', 'prn', (SELECT id FROM hosts WHERE region = 'prn' LIMIT 1), 'olga-1.prn', 'ready', ?, ?`, owner.ID, f.clock.Now(), f.clock.Now()); err != nil {
+	if _, err := f.s.DB().Exec(f.s.DB().Rebind(`INSERT INTO devservers (name, owner_id, flavor, region, host_id, hostname, state, created_at, updated_at)
+SELECT 'olga-1', ?, 'vm.small', 'prn', (SELECT id FROM hosts WHERE region = 'prn' LIMIT 1), 'olga-1.prn', 'ready', ?, ?`), owner.ID, f.clock.Now(), f.clock.Now()); err != nil {
 		t.Fatalf("seed a devserver: %v", err)
 	}
 	sv := f.toState(t, store.SevClosed)

@@ -336,7 +336,7 @@ func (tx *Tx) StormDevserverByID(ctx context.Context, id int64) (StormDevserver,
 }
 
 // latestBackup is the newest finished backup of each devserver.
-const latestBackup = `(SELECT b.id FROM backups b WHERE b.devserver_id = d.id AND b.state = 'done' ORDER BY b.finished_at DESC, b.id DESC LIMIT 1)`
+const latestBackup = `(SELECT b.id FROM backups b WHERE b.devserver_id = d.id AND b.state = 'done' ORDER BY b.finished_at DESC NULLS LAST, b.id DESC LIMIT 1)`
 
 // IsolateStorm makes a storm's region unreachable: its ready hosts, and its
 // ready devservers (each recorded with its latest backup, once). It returns

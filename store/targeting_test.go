@@ -27,9 +27,9 @@ func placeDevserver(t *testing.T, s *store.Store, name string, owner *store.User
 			now := tx.Now()
 			pooled = &now
 		}
-		return tx.GetContext(ctx, &id, `
+		return tx.GetContext(ctx, &id, tx.Rebind(`
 INSERT INTO devservers (name, owner_id, flavor, region, host_id, hostname, state, created_at, updated_at, pooled_at)
-SELECT ?, ?, ?, h.region, h.id, ? || '.example', ?, ?, ?, ? FROM hosts h WHERE h.name = ? RETURNING id`,
+SELECT ?, ?, ?, h.region, h.id, ? || '.example', ?, ?, ?, ? FROM hosts h WHERE h.name = ? RETURNING id`),
 			name, ownerID, flavor, name, state, tx.Now(), tx.Now(), pooled, host)
 	})
 	if err != nil {
@@ -53,9 +53,9 @@ func placeContainer(t *testing.T, s *store.Store, name string, owner *store.User
 		} else {
 			pooled = &now
 		}
-		_, err := tx.ExecContext(ctx, `
+		_, err := tx.ExecContext(ctx, tx.Rebind(`
 INSERT INTO containers (name, owner_id, type, profile, region, host_id, hostname, cpus, memory_gb, disk_gb, state, created_at, updated_at, pooled_at, expires_at)
-SELECT ?, ?, 'web', 'small', h.region, h.id, ? || '.example', 2, 4, 20, ?, ?, ?, ?, ? FROM hosts h WHERE h.name = ?`,
+SELECT ?, ?, 'web', 'small', h.region, h.id, ? || '.example', 2, 4, 20, ?, ?, ?, ?, ? FROM hosts h WHERE h.name = ?`),
 			name, ownerID, name, state, now, now, pooled, expires, host)
 		return err
 	})
@@ -68,7 +68,7 @@ func shareWith(t *testing.T, s *store.Store, devserverID int64, u store.User) {
 	t.Helper()
 	ctx := context.Background()
 	err := s.InTx(ctx, func(tx *store.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO devserver_shares (devserver_id, user_id, created_at, created_by) VALUES (?, ?, ?, 'test')`, devserverID, u.ID, tx.Now())
+		_, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO devserver_shares (devserver_id, user_id, created_at, created_by) VALUES (?, ?, ?, 'test')`), devserverID, u.ID, tx.Now())
 		return err
 	})
 	if err != nil {
