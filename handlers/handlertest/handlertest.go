@@ -67,6 +67,13 @@ type Options struct {
 	Drivers []fleet.Driver
 	// Senders turn on email and chat (default: inbox only).
 	Senders jobs.Senders
+	// DatabaseURL opens the store on this database (migrating it) instead of
+	// a fresh one from storetest: Servers on one PostgreSQL database are
+	// replicas of one portal (replicas.go).
+	DatabaseURL string
+	// NoSeed leaves the inventory out of a DatabaseURL store: another Server
+	// on the same database seeded it already.
+	NoSeed bool
 }
 
 // New starts a portal. It stops when the test ends.
@@ -86,7 +93,12 @@ func New(t testing.TB, opts ...Options) *Server {
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
-	s := storetest.Seeded(t, o.Inventory)
+	var s *store.Store
+	if o.DatabaseURL != "" {
+		s = openAt(t, o.DatabaseURL, o.Inventory, !o.NoSeed)
+	} else {
+		s = storetest.Seeded(t, o.Inventory)
+	}
 	ctx := context.Background()
 	simDriver := sim.New(s, sim.Options{Latency: o.SimLatency, Seed: 1})
 	registry := prometheus.NewRegistry()
