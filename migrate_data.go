@@ -51,7 +51,7 @@ func migrateData(ctx context.Context, args []string, getenv func(string) string,
 		return errors.New("migrate-data: give the PostgreSQL database to copy into with --database-url postgres://USER:PASSWORD@HOST:PORT/DATABASE (or DEVPORT_DATABASE_URL)")
 	}
 	if c.DatabaseEngine() != store.Postgres {
-		return fmt.Errorf("migrate-data: the destination %s is not PostgreSQL: migrate-data copies a SQLite installation into PostgreSQL (--database-url postgres://USER:PASSWORD@HOST:PORT/DATABASE)", c.DatabaseURL)
+		return fmt.Errorf("migrate-data: the destination %s is not PostgreSQL: migrate-data copies a SQLite installation into PostgreSQL (--database-url postgres://USER:PASSWORD@HOST:PORT/DATABASE)", store.RedactURL(c.DatabaseURL))
 	}
 	src := from
 	if src == "" {

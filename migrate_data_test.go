@@ -265,6 +265,11 @@ func TestMigrateData(t *testing.T) {
 			if _, err := os.Stat(other); !os.IsNotExist(err) {
 				t.Errorf("the SQLite destination was created: %v", err)
 			}
+			err := migrateData("--data-dir", dir, "--database-url", "sqlite://ann:hunter2secret@localhost"+other)
+			expect(t, err, "not PostgreSQL")
+			if strings.Contains(err.Error(), "hunter2secret") {
+				t.Errorf("the error shows the password: %v", err)
+			}
 		})
 		t.Run("no destination", func(t *testing.T) {
 			expect(t, migrateData("--data-dir", dir), "--database-url postgres://")

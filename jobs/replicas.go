@@ -62,6 +62,16 @@ func startLiveness(ctx context.Context, s *store.Store, id string, every time.Du
 	}
 	jctx, cancel := context.WithCancel(ctx)
 	l := &liveness{id: id, pool: s.Pool(), conn: conn, log: log, cancel: cancel, done: make(chan struct{})}
+	// A running job whose last attempt bears this very ID was left by an
+	// earlier process that had it (a restarted container keeps its
+	// hostname and, as PID 1, its PID: only the random part tells them
+	// apart). No other process holds the ID (the lock says so) and this
+	// one runs no job yet: nobody else would ever requeue it.
+	if n, err := l.requeue(ctx, id); err != nil {
+		l.log.Warn("Could not requeue the jobs an earlier process with this replica's ID left running", "replica", id, "err", err)
+	} else if n > 0 {
+		l.log.Info("Requeued the jobs an earlier process with this replica's ID left running", "jobs", n, "replica", id)
+	}
 	// A first sweep at once: the jobs of a replica that died before this
 	// one started need not wait.
 	l.sweep(jctx)
@@ -147,7 +157,7 @@ func (l *liveness) sweep(ctx context.Context) {
 			continue
 		}
 		if n > 0 {
-			l.log.Info(fmt.Sprintf("Requeued %d jobs of stopped replica %s", n, o), "jobs", n, "replica", o)
+			l.log.Info("Requeued the jobs of a stopped replica", "jobs", n, "replica", o)
 		}
 	}
 }
@@ -165,6 +175,12 @@ func (l *liveness) requeueIfStopped(ctx context.Context, o string) (int64, error
 	if _, err := l.conn.Exec(ctx, `SELECT pg_advisory_unlock($1, hashtext($2))`, lockReplica, o); err != nil {
 		return 0, err
 	}
+	return l.requeue(ctx, o)
+}
+
+// requeue makes the running jobs whose last attempt is replica o's
+// available again.
+func (l *liveness) requeue(ctx context.Context, o string) (int64, error) {
 	tag, err := l.conn.Exec(ctx, `UPDATE river_job SET state = 'available', scheduled_at = now()
 		WHERE state = 'running' AND attempted_by[array_upper(attempted_by, 1)] = $1`, o)
 	if err != nil {

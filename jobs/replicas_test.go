@@ -227,6 +227,42 @@ func TestJobsOfAStoppedReplicaAreRequeued(t *testing.T) {
 	}
 }
 
+// A process that restarts under the same replica ID (a container restarted
+// in its pod keeps its hostname and PID 1; only the ID's random part differs,
+// and it may not) finds the jobs its earlier self left running and runs
+// them: no other replica would, since the ID's lock is held again.
+func TestARestartedReplicaWithTheSameIDRunsWhatItLeft(t *testing.T) {
+	ctx := context.Background()
+	url := storetest.PostgresURL(t)
+	a := openReplica(t, url, "replica-a", 1)
+	inv := storetest.SmallRegion(4)
+	if _, err := a.s.SeedInventory(ctx, inv); err != nil {
+		t.Fatal(err)
+	}
+	owner := storetest.User(t, a.s, "alice@example.com")
+	var d store.Devserver
+	err := a.s.InTx(ctx, func(tx *store.Tx) error {
+		var err error
+		if d, err = tx.Reserve(ctx, store.System, store.Reservation{Owner: owner, Flavor: "vm.small", Region: "tst"}); err != nil {
+			return err
+		}
+		return a.runner.Enqueue(ctx, tx, jobs.ProvisionArgs{DevserverID: d.ID})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The earlier process with this ID died while running the job.
+	if _, err := a.s.DB().ExecContext(ctx, `UPDATE river_job SET state = 'running', attempt = 1, attempted_at = now(),
+		attempted_by = ARRAY['replica-a'] WHERE kind = 'provision_devserver'`); err != nil {
+		t.Fatal(err)
+	}
+	a.start(t)
+	waitFor(t, "the job its earlier self left to finish", func() bool {
+		got, err := a.s.DevserverByID(ctx, d.ID)
+		return err == nil && got.State == store.StateReady
+	})
+}
+
 // A replica whose lock connection breaks takes its lock again, so that the
 // other replicas do not go on taking its jobs.
 func TestAReplicaTakesItsLockAgain(t *testing.T) {

@@ -42,6 +42,17 @@ const (
 	lockMigrate int64 = 0x646576706d696772 // "devpmigr"
 )
 
+// deadPeerProbes are the server's TCP keepalive settings for devport's
+// sessions: a dead client is found after idle + interval × count seconds.
+var deadPeerProbes = map[string]string{
+	"tcp_keepalives_idle":     "10",
+	"tcp_keepalives_interval": "5",
+	"tcp_keepalives_count":    "3",
+}
+
+// minConns is the smallest pool_max_conns devport runs with.
+const minConns = 4
+
 // connectTimeout bounds the first contact with PostgreSQL at Open.
 const connectTimeout = 10 * time.Second
 
@@ -56,6 +67,10 @@ func openPostgres(ctx context.Context, opts Options) (*Store, error) {
 	where := cfg.ConnConfig.Host + ":" + strconv.Itoa(int(cfg.ConnConfig.Port)) + "/" + cfg.ConnConfig.Database
 	if u, err := url.Parse(opts.URL); err != nil || !u.Query().Has("pool_max_conns") {
 		cfg.MaxConns = int32(opts.MaxConns)
+	} else if cfg.MaxConns < minConns {
+		// Fewer would wait for a connection that never comes, silently:
+		// the migration lock and goose each hold one at start.
+		return nil, fmt.Errorf("the database URL %s sets pool_max_conns=%d: devport needs at least %d (one holds the replica's liveness lock, one River's notifications, one the migration lock at start, the others the transactions)", RedactURL(opts.URL), cfg.MaxConns, minConns)
 	}
 	params := cfg.ConnConfig.RuntimeParams
 	if params["application_name"] == "" {
@@ -63,6 +78,18 @@ func openPostgres(ctx context.Context, opts Options) (*Store, error) {
 	}
 	// Times travel as UTC, and scan as UTC (pgx would give time.Local).
 	params["timezone"] = "UTC"
+	// A replica whose machine dies (power, kernel panic, lost network)
+	// closes no socket: PostgreSQL would keep its session, with the write
+	// lock of the transaction it was in and its liveness lock, until the
+	// operating system's TCP keepalive gives up (over two hours on Linux),
+	// and every replica's writes would wait that long. Probing an idle
+	// connection every few seconds ends such a session in about half a
+	// minute. Values in the URL win.
+	for k, v := range deadPeerProbes {
+		if params[k] == "" {
+			params[k] = v
+		}
+	}
 	cfg.AfterConnect = func(_ context.Context, c *pgx.Conn) error {
 		c.TypeMap().RegisterType(&pgtype.Type{Name: "timestamptz", OID: pgtype.TimestamptzOID, Codec: &pgtype.TimestamptzCodec{ScanLocation: time.UTC}})
 		return nil
@@ -93,17 +120,27 @@ func openPostgres(ctx context.Context, opts Options) (*Store, error) {
 	return &Store{write: write, read: read, d: postgresDialect, pool: pool, readPool: readPool, where: where}, nil
 }
 
-// RedactURL is a database URL without its password, for messages.
+// RedactURL is a database URL without its password, for messages: the
+// password of its user information, of a password= query parameter (which
+// pgx reads as well), or of a keyword/value string ("host=… password=…").
 func RedactURL(raw string) string {
 	u, err := url.Parse(raw)
-	if err != nil {
-		return userinfoPassword.ReplaceAllString(raw, "${1}xxxxx@")
+	if err != nil || u.Scheme == "" {
+		return keywordPassword.ReplaceAllString(userinfoPassword.ReplaceAllString(raw, "${1}xxxxx@"), "${1}xxxxx")
+	}
+	if q := u.Query(); q.Has("password") {
+		q.Set("password", "xxxxx")
+		u.RawQuery = q.Encode()
 	}
 	return u.Redacted()
 }
 
 // userinfoPassword is the password of a URL that net/url cannot parse.
 var userinfoPassword = regexp.MustCompile(`(://[^/@:]*:)[^?#]*@`)
+
+// keywordPassword is a password=VALUE pair (quoted or not) of a query or of
+// a keyword/value connection string.
+var keywordPassword = regexp.MustCompile(`(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&#]*)`)
 
 // parseProblem is what is wrong with a connection string, never the string
 // itself (it may hold a password).

@@ -201,6 +201,13 @@ func TestRedactURL(t *testing.T) {
 		"postgres://ann:s3cret@db:5432/devport?sslmode=disable": "postgres://ann:xxxxx@db:5432/devport?sslmode=disable",
 		"postgres://ann:s3/cr@t@db:port/devport":                "postgres://ann:xxxxx@db:port/devport",
 		"postgres://db/devport":                                 "postgres://db/devport",
+		// pgx takes the password from the query as well.
+		"postgres://ann@db/devport?password=s3cret&sslmode=disable": "postgres://ann@db/devport?password=xxxxx&sslmode=disable",
+		"postgres://ann@db/devport?sslmode=bogus&password=s3%20cr":  "postgres://ann@db/devport?password=xxxxx&sslmode=bogus",
+		"postgres://ann@[db/devport?password=s3cret":                "postgres://ann@[db/devport?password=xxxxx",
+		// A libpq keyword/value string, which devport refuses, in the refusal.
+		"host=db user=ann password=s3cret dbname=devport": "host=db user=ann password=xxxxx dbname=devport",
+		"host=db password = 's3 cr\\'et' dbname=devport":  "host=db password = xxxxx dbname=devport",
 	} {
 		if got := store.RedactURL(in); got != want || strings.Contains(got, "s3") {
 			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)

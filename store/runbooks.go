@@ -533,12 +533,21 @@ func (tx *Tx) ReplaceStepEffect(ctx context.Context, runID int64, step, key, val
 	return nil
 }
 
+// stepBackupsJoin joins a step's "backup:NAME" effects with the backups
+// they name, by backups' primary key: for each effect one lookup, not a scan
+// of every backup (joining on CAST(b.id AS TEXT) made SQLite scan the whole
+// table per effect, seconds inside the write transaction for a region).
+// Only the backup effects' values are cast: the step's other effects hold
+// counts or text, and PostgreSQL fails a cast of text that is not a number.
+const stepBackupsJoin = `runbook_step_effects e JOIN backups b
+  ON b.id = CAST(CASE WHEN e.key LIKE 'backup::%' THEN e.value END AS BIGINT)`
+
 // FailedStepBackups are the devservers whose backup, requested by a step,
 // failed or was deleted, and that still exist to be backed up again.
 func (tx *Tx) FailedStepBackups(ctx context.Context, runID int64, step string) ([]Devserver, error) {
 	var ids []int64
 	err := selectNamed(ctx, tx, &ids, `
-SELECT b.devserver_id FROM runbook_step_effects e JOIN backups b ON CAST(b.id AS TEXT) = e.value
+SELECT b.devserver_id FROM `+stepBackupsJoin+`
 WHERE e.run_id = :run AND e.step = :step AND e.key LIKE 'backup::%' AND b.state IN ('failed', 'deleted')
 ORDER BY e.key`, arg{"run": runID, "step": step})
 	if err != nil {
@@ -566,7 +575,7 @@ func (tx *Tx) StepBackups(ctx context.Context, runID int64, step string) (map[st
 	}
 	err := selectNamed(ctx, tx, &rows, `
 SELECT substr(e.key, 8) AS devserver, b.state, b.error
-FROM runbook_step_effects e JOIN backups b ON CAST(b.id AS TEXT) = e.value
+FROM `+stepBackupsJoin+`
 WHERE e.run_id = :run AND e.step = :step AND e.key LIKE 'backup::%'
 ORDER BY e.key`, arg{"run": runID, "step": step})
 	if err != nil {
