@@ -41,19 +41,7 @@ func TestDrainSurvivesKill(t *testing.T) {
 	slow := crashChildLatency + "=150ms"
 	p := startCrashPortal(t, dir, slow)
 
-	var names []string
-	for i := range 15 {
-		var d struct{ Name string }
-		_ = json.Unmarshal(p.api(t, owners[i%3], "POST", "/api/v1/devservers", `{"flavor":"vm.small","region":"prn"}`, http.StatusAccepted), &d)
-		names = append(names, d.Name)
-	}
-	for _, n := range names {
-		within(t, 60*time.Second, n+" to be ready", func() bool {
-			var d struct{ State string }
-			_ = json.Unmarshal(p.api(t, admin, "GET", "/api/v1/devservers/"+n, "", http.StatusOK), &d)
-			return d.State == "ready"
-		})
-	}
+	names := reserveReady(t, p, admin, owners, 15)
 	p.api(t, admin, "POST", "/api/v1/regions/prn/drain", `{"reason":"kill drill","max_parallel":2}`, http.StatusAccepted)
 
 	moved := func() int {
@@ -152,4 +140,24 @@ FROM devservers d JOIN hosts h ON h.id = d.host_id LEFT JOIN sim_instances i ON 
 	if n := count(`SELECT COALESCE(SUM(used_cpus), 0) FROM hosts WHERE region = 'prn'`); n != 0 {
 		t.Errorf("prn's hosts still have %d CPUs in use", n)
 	}
+}
+
+// reserveReady reserves n vm.small devservers in prn through the API, the
+// owners taking turns, and waits until every one is ready.
+func reserveReady(t *testing.T, p *crashPortal, admin string, owners []string, n int) []string {
+	t.Helper()
+	var names []string
+	for i := range n {
+		var d struct{ Name string }
+		_ = json.Unmarshal(p.api(t, owners[i%len(owners)], "POST", "/api/v1/devservers", `{"flavor":"vm.small","region":"prn"}`, http.StatusAccepted), &d)
+		names = append(names, d.Name)
+	}
+	for _, name := range names {
+		within(t, 60*time.Second, name+" to be ready", func() bool {
+			var d struct{ State string }
+			_ = json.Unmarshal(p.api(t, admin, "GET", "/api/v1/devservers/"+name, "", http.StatusOK), &d)
+			return d.State == "ready"
+		})
+	}
+	return names
 }

@@ -165,19 +165,7 @@ func TestDrainSurvivesReplicaKill(t *testing.T) {
 	owners := []string{newToken("ann@example.com"), newToken("bob@example.com"), newToken("cai@example.com")}
 
 	a := startReplica(t, dirA, dbURL, backups, "150ms")
-	var names []string
-	for i := range 15 {
-		var d struct{ Name string }
-		_ = json.Unmarshal(a.api(t, owners[i%3], "POST", "/api/v1/devservers", `{"flavor":"vm.small","region":"prn"}`, http.StatusAccepted), &d)
-		names = append(names, d.Name)
-	}
-	for _, n := range names {
-		within(t, 60*time.Second, n+" to be ready", func() bool {
-			var d struct{ State string }
-			_ = json.Unmarshal(a.api(t, admin, "GET", "/api/v1/devservers/"+n, "", http.StatusOK), &d)
-			return d.State == "ready"
-		})
-	}
+	names := reserveReady(t, a.crashPortal, admin, owners, 15)
 	a.api(t, admin, "POST", "/api/v1/regions/prn/drain", `{"reason":"replica kill drill","max_parallel":2}`, http.StatusAccepted)
 
 	db, err := store.OpenWithoutMigrating(ctx, store.Options{URL: dbURL, MaxConns: 4, ReadConns: 2, Log: slog.New(slog.DiscardHandler)})
