@@ -195,25 +195,46 @@ func randomURLSafe(n int) string {
 }
 
 func (c *cli) logoutCmd() *cobra.Command {
-	return &cobra.Command{
+	var keep bool
+	cmd := &cobra.Command{
 		Use:   "logout",
-		Short: "forget the stored token",
-		Long: `Remove the token from the configuration file. The token itself stays valid
-until it expires: revoke it on your profile page to end it now.`,
+		Short: "revoke the stored token and forget it",
+		Long: `Revoke the stored token on the portal, so nothing can use it any more, and
+remove it from the configuration file. When the portal cannot be reached (or
+with --keep-token) the token is only forgotten here and stays valid until it
+expires: revoke it on your profile page.`,
 		Args: cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error {
+		RunE: func(cmd *cobra.Command, _ []string) error {
 			if c.cfgErr == nil && c.cfg.Token == "" {
 				c.say("Not signed in.")
 				return nil
 			}
 			portal := c.cfg.Portal
+			revoked := false
+			var why error
+			if c.cfgErr == nil && !keep {
+				a := newAPIClient(portal, c.cfg.Token, c.timeout, c.logRequest)
+				_, why = a.do(cmd.Context(), http.MethodDelete, "me/tokens/current", nil, nil)
+				var ae *apiError
+				// A token the portal no longer accepts is as good as revoked.
+				revoked = why == nil || (errors.As(why, &ae) && ae.Status == http.StatusUnauthorized)
+			}
 			if err := os.Remove(c.configPath()); err != nil && !errors.Is(err, os.ErrNotExist) {
 				return fmt.Errorf("remove %s: %w", c.configPath(), err)
 			}
-			c.say("Signed out: the token is no longer stored here. It stays valid until it expires; revoke it on %s/profile to end it now.", portal)
+			switch {
+			case revoked:
+				c.say("Signed out: the token is revoked on %s and no longer stored here.", portal)
+			case why != nil:
+				c.say("Signed out here, but the token could not be revoked (%v); it stays valid until it expires: revoke it on %s/profile.", why, portal)
+			default:
+				c.say("Signed out: the token is no longer stored here. It stays valid until it expires; revoke it on %s/profile to end it now.", portal)
+			}
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&keep, "keep-token", false, "forget the token here without revoking it")
+	return cmd
 }
 
 func (c *cli) whoamiCmd() *cobra.Command {

@@ -236,13 +236,28 @@ func TestCLILogin(t *testing.T) {
 			t.Errorf("whoami with --token: %q %v", stdout, err)
 		}
 	})
-	t.Run("logout forgets the token", func(t *testing.T) {
+	t.Run("logout revokes the token and forgets it", func(t *testing.T) {
 		stdout, _, err := r.Run("logout")
-		if err != nil || !strings.Contains(stdout, "Signed out") {
+		if err != nil || !strings.Contains(stdout, "the token is revoked on "+r.Portal.URL) {
 			t.Fatalf("logout: %q %v", stdout, err)
 		}
 		if _, _, err := r.Run("whoami"); err == nil || !strings.Contains(err.Error(), "devport login") {
 			t.Errorf("whoami after logout: %v", err)
+		}
+		if _, _, err := r.Run("whoami", "--portal", r.Portal.URL, "--token", tok); err == nil || !strings.Contains(err.Error(), "revoked") {
+			t.Errorf("the logged-out token still works, or says something else: %v", err)
+		}
+	})
+	t.Run("logout --keep-token forgets the token without revoking it", func(t *testing.T) {
+		other := r.Token("ada@example.com")
+		if _, _, err := r.Run("login", "--portal", r.Portal.URL, "--token", other); err != nil {
+			t.Fatal(err)
+		}
+		if stdout, _, err := r.Run("logout", "--keep-token"); err != nil || !strings.Contains(stdout, "stays valid") {
+			t.Fatalf("logout --keep-token: %q %v", stdout, err)
+		}
+		if _, _, err := r.Run("whoami", "--portal", r.Portal.URL, "--token", other); err != nil {
+			t.Errorf("the kept token no longer works: %v", err)
 		}
 	})
 }

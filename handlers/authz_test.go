@@ -343,6 +343,10 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"GET", "/cli/login?port=1&state=s&challenge=c&name=h", nil, map[string]int{"anonymous": 303, "owner": 400, "stranger": 400, "admin": 400, "reviewer": 400}},
 		{"POST", "/cli/login", url.Values{"port": {"1"}}, map[string]int{"anonymous": 303, "owner": 400, "stranger": 400, "admin": 400, "reviewer": 400}},
 		{"POST", "/cli/login/deny", url.Values{"name": {"laptop"}}, map[string]int{"anonymous": 303, "owner": 200, "stranger": 200, "admin": 200, "reviewer": 200}},
+		// With a session there is no current token to revoke; with a token
+		// it is revoked (below, on tokens of their own: the matrix's tokens
+		// must live on).
+		{"DELETE", "/api/v1/me/tokens/current", nil, map[string]int{"anonymous": 401, "owner": 409, "sharee": 409, "stranger": 409, "admin": 409, "reviewer": 409}},
 	}
 	for _, r := range html {
 		for _, who := range callers {
@@ -476,6 +480,21 @@ func TestAuthorizationMatrix(t *testing.T) {
 		resp, _ = srv.Do(t, browsers["owner"], handlertest.Request{Method: "POST", Path: "/containers/" + decode[containerJSON](t, body).ID + "/fresh", Form: url.Values{}})
 		if resp.StatusCode != http.StatusSeeOther {
 			t.Errorf("from the page: status %d", resp.StatusCode)
+		}
+	})
+	t.Run("everyone may revoke the token they call with, and only that one", func(t *testing.T) {
+		for _, who := range callers[1:] {
+			email := who + "@example.com"
+			mine := srv.Token(t, email)
+			if resp, body := srv.Do(t, nil, handlertest.Request{Method: "DELETE", Path: "/api/v1/me/tokens/current", Token: mine}); resp.StatusCode != http.StatusNoContent {
+				t.Fatalf("%s revokes the current token: %d %s", who, resp.StatusCode, body)
+			}
+			if resp, _ := srv.Do(t, nil, handlertest.Request{Path: "/api/v1/me", Token: mine}); resp.StatusCode != http.StatusUnauthorized {
+				t.Errorf("%s's revoked token still answers %d", who, resp.StatusCode)
+			}
+			if resp, _ := srv.Do(t, nil, handlertest.Request{Path: "/api/v1/me", Token: tokens[who]}); resp.StatusCode != http.StatusOK {
+				t.Errorf("%s's other token answers %d after the revocation, want 200", who, resp.StatusCode)
+			}
 		}
 	})
 	t.Run("everyone may add and delete their own keys", func(t *testing.T) {

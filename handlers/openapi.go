@@ -185,6 +185,7 @@ var apiOperations = []apiOperation{
 	{Method: "DELETE", Path: "/me/keys/{id}", Summary: "Delete an SSH public key", Who: "The key's owner."},
 	{Method: "GET", Path: "/me/tokens", Summary: "The caller's personal access tokens", Who: oaWhoAny + " Newest first; revoked tokens are left out.", Resp: page[store.Token]{}, Query: []string{"limit", "cursor"}},
 	{Method: "POST", Path: "/me/tokens", Summary: "Create a personal access token", Who: oaWhoAny + " A read-only token may not create tokens. name: 1-100 characters; scope: read or full; expires_at: RFC 3339, in the future, at most 366 days away (default 90 days). The secret is shown once and stored nowhere: a repeat with the same Idempotency-Key creates nothing and answers 409 secret_not_replayed.", Body: tokenRequest{}, Resp: createdToken{}, Status: 201, Errors: []int{409}},
+	{Method: "DELETE", Path: "/me/tokens/current", Summary: "Revoke the token this request is made with (devport logout)", Who: oaWhoAny + " Only with a full-access token; a session gets 409 not_a_token.", Errors: []int{409}},
 	{Method: "DELETE", Path: "/me/tokens/{id}", Summary: "Revoke a personal access token", Who: "The token's owner (others: 404). The next request with it is 401."},
 	{Method: "GET", Path: "/me/oneoffs", Summary: "The caller's one-offs", Who: oaWhoAny, Resp: store.Oneoffs{}},
 	{Method: "PUT", Path: "/me/oneoffs", Summary: "Replace the caller's one-offs", Who: oaWhoAny, Body: store.Oneoffs{}, Resp: store.Oneoffs{}},

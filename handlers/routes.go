@@ -366,6 +366,7 @@ func New(o Options) http.Handler {
 		// Its answer holds the secret: a repeat with its Idempotency-Key gets
 		// 409 secret_not_replayed, and the secret is kept nowhere.
 		r.Post("/me/tokens", apiCreateToken(log, s))
+		r.Delete("/me/tokens/current", apiRevokeCurrentToken(log, s))
 		r.Delete("/me/tokens/{id}", apiRevokeToken(log, s))
 		r.With(web.RequireRole(log, store.RoleAdmin)).Put("/features/{feature}", apiBumpFeature(log, s, q))
 		r.Get("/devservers/{name}/backups", apiListBackups(log, s))

@@ -184,6 +184,23 @@ func apiCreateToken(log *slog.Logger, s *store.Store) http.HandlerFunc {
 	}
 }
 
+// apiRevokeCurrentToken revokes the token the request is made with: what
+// "devport logout" does.
+func apiRevokeCurrentToken(log *slog.Logger, s *store.Store) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		p := web.PrincipalOf(r)
+		if p == nil || p.Via != "token" {
+			web.Error(w, r, log, store.Conflict("not_a_token", "This request is signed in with a session, not a token: there is no current token to revoke."))
+			return
+		}
+		if _, err := revokeToken(r.Context(), s, web.Actor(r), *web.User(r), strconv.FormatInt(p.TokenID, 10)); err != nil {
+			web.Error(w, r, log, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}
+}
+
 func apiRevokeToken(log *slog.Logger, s *store.Store) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if _, err := revokeToken(r.Context(), s, web.Actor(r), *web.User(r), chi.URLParam(r, "id")); err != nil {

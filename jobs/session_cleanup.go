@@ -10,7 +10,8 @@ import (
 	"github.com/devport/devport/store"
 )
 
-// SessionCleanupArgs removes expired web sessions and idempotency keys.
+// SessionCleanupArgs removes expired web sessions, idempotency keys and
+// CLI sign-in codes.
 type SessionCleanupArgs struct{}
 
 // Kind names the job.
@@ -41,6 +42,13 @@ func (w *sessionCleanupWorker) Work(ctx context.Context, _ *river.Job[SessionCle
 	}
 	if keys > 0 {
 		w.log.Info("Removed expired idempotency keys", "keys", keys)
+	}
+	codes, err := w.s.DeleteExpiredCLILoginCodes(ctx)
+	if err != nil {
+		return err
+	}
+	if codes > 0 {
+		w.log.Info("Removed expired CLI sign-in codes", "codes", codes)
 	}
 	return nil
 }

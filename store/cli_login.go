@@ -175,3 +175,16 @@ RETURNING id, user_id, challenge, name, expires_at, used_at`, arg{"hash": HashSe
 	}
 	return t, secret, u, nil
 }
+
+// DeleteExpiredCLILoginCodes removes the sign-in codes that can no longer
+// be exchanged (used or expired) and are older than a day, kept that long
+// for the audit trail's sake.
+func (s *Store) DeleteExpiredCLILoginCodes(ctx context.Context) (int64, error) {
+	var n int64
+	err := s.InTx(ctx, func(tx *Tx) error {
+		var err error
+		n, err = execNamed(ctx, tx, `DELETE FROM cli_login_codes WHERE expires_at < :before`, arg{"before": tx.Now().Add(-24 * time.Hour)})
+		return err
+	})
+	return n, err
+}

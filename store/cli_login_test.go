@@ -114,6 +114,28 @@ func TestCLILoginExchange(t *testing.T) {
 		}
 	})
 
+	t.Run("codes past their expiry by a day are removed, newer ones kept", func(t *testing.T) {
+		approveCLI(t, s, u, cliRequest())
+		count := func() int {
+			var n int
+			if err := s.DB().QueryRow(`SELECT COUNT(*) FROM cli_login_codes`).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		all := count()
+		defer func() { s.Now = func() time.Time { return now } }()
+		s.Now = func() time.Time { return now.Add(23 * time.Hour) }
+		if n, err := s.DeleteExpiredCLILoginCodes(t.Context()); err != nil || n != 0 || count() != all {
+			t.Errorf("within the day: removed %d (%v), %d of %d left", n, err, count(), all)
+		}
+		s.Now = func() time.Time { return now.Add(25 * time.Hour) }
+		approveCLI(t, s, u, cliRequest())
+		if n, err := s.DeleteExpiredCLILoginCodes(t.Context()); err != nil || int(n) != all || count() != 1 {
+			t.Errorf("after the day: removed %d (%v), want %d; %d left, want the fresh one", n, err, all, count())
+		}
+	})
+
 	t.Run("a wrong verifier, an unknown code or an expired code make nothing", func(t *testing.T) {
 		code := approveCLI(t, s, u, cliRequest())
 		before := countTokens(t, s, u.ID)

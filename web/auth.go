@@ -92,7 +92,7 @@ func (a *Auth) principal(r *http.Request) (*Principal, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &Principal{User: u, Via: "token", Scope: t.Scope}, nil
+		return &Principal{User: u, Via: "token", Scope: t.Scope, TokenID: t.ID}, nil
 	}
 	sess, err := a.Sessions.Get(r, SessionCookie)
 	if err != nil {

@@ -25,6 +25,8 @@ type Principal struct {
 	Via string
 	// Scope is the token's scope ("full" or "read"); sessions are "full".
 	Scope string
+	// TokenID is the token's ID when Via is "token".
+	TokenID int64
 	// SignedInAt is when a session's person signed in (zero for tokens):
 	// dangerous actions ask for a recent one.
 	SignedInAt time.Time
