@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 )
@@ -75,6 +76,28 @@ func (s *Store) UpdateSimInstance(ctx context.Context, id, state, home string) e
 			return fmt.Errorf("update sim instance %s: %w", id, ErrNotFound)
 		}
 		return nil
+	})
+}
+
+// EditSimHome changes an instance's simulated home in one write
+// transaction: read, edit, write back, so that two commands at once (a key
+// sync and a restore, say) cannot undo each other. The state is left alone.
+func (s *Store) EditSimHome(ctx context.Context, id string, edit func(home map[string]string)) error {
+	return s.InTx(ctx, func(tx *Tx) error {
+		var raw string
+		if err := getNamed(ctx, tx, &raw, `SELECT home FROM sim_instances WHERE id = :id`, arg{"id": id}); err != nil {
+			return fmt.Errorf("edit sim home %s: %w", id, err)
+		}
+		home := map[string]string{}
+		_ = json.Unmarshal([]byte(raw), &home)
+		edit(home)
+		b, err := json.Marshal(home)
+		if err != nil {
+			return fmt.Errorf("edit sim home %s: %w", id, err)
+		}
+		_, err = execNamed(ctx, tx, `UPDATE sim_instances SET home = :home, updated_at = :now WHERE id = :id`,
+			arg{"id": id, "home": string(b), "now": tx.Now()})
+		return err
 	})
 }
 

@@ -262,9 +262,7 @@ func (d *Driver) Exec(ctx context.Context, id string, cmd []string) (fleet.ExecR
 		if len(cmd) != 3 {
 			return fleet.ExecResult{ExitCode: 2, Output: "usage: write PATH CONTENT\n"}, nil
 		}
-		home[cmd[1]] = cmd[2]
-		b, _ := json.Marshal(home)
-		if err := d.s.UpdateSimInstance(ctx, id, in.State, string(b)); err != nil {
+		if err := d.s.EditSimHome(ctx, id, func(home map[string]string) { home[cmd[1]] = cmd[2] }); err != nil {
 			return fleet.ExecResult{}, err
 		}
 		return fleet.ExecResult{}, nil
@@ -288,11 +286,12 @@ func (d *Driver) Exec(ctx context.Context, id string, cmd []string) (fleet.ExecR
 		if len(paths) > 0 && paths[0] == "-f" {
 			paths = paths[1:]
 		}
-		for _, p := range paths {
-			delete(home, p)
-		}
-		b, _ := json.Marshal(home)
-		if err := d.s.UpdateSimInstance(ctx, id, in.State, string(b)); err != nil {
+		err := d.s.EditSimHome(ctx, id, func(home map[string]string) {
+			for _, p := range paths {
+				delete(home, p)
+			}
+		})
+		if err != nil {
 			return fleet.ExecResult{}, err
 		}
 		return fleet.ExecResult{}, nil

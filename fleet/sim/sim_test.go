@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/devport/devport/fleet"
@@ -41,6 +44,30 @@ func TestDriver(t *testing.T) {
 	if _, err := d.Start(ctx, a.ID); err != nil {
 		t.Fatal(err)
 	}
+	t.Run("commands writing the home at once lose none of each other's files", func(t *testing.T) {
+		const n = 64
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				if r, err := d.Exec(ctx, a.ID, []string{"write", fmt.Sprintf("f%02d", i), "x"}); err != nil || r.ExitCode != 0 {
+					t.Errorf("write f%02d: %+v %v", i, r, err)
+				}
+			})
+		}
+		wg.Wait()
+		r, err := d.Exec(ctx, a.ID, []string{"ls"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range n {
+			if !strings.Contains(r.Output, fmt.Sprintf("f%02d\n", i)) {
+				t.Errorf("f%02d is missing: another write undid it\n%s", i, r.Output)
+			}
+		}
+		if _, err := d.Exec(ctx, a.ID, append([]string{"rm", "-f"}, strings.Fields(strings.ReplaceAll(r.Output, "\n", " "))...)); err != nil {
+			t.Fatal(err)
+		}
+	})
 	t.Run("data survives a backup and a restore", func(t *testing.T) {
 		if r, err := d.Exec(ctx, a.ID, []string{"write", ".bashrc", "export EDITOR=vim"}); err != nil || r.ExitCode != 0 {
 			t.Fatalf("write: %+v %v", r, err)
