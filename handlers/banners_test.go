@@ -190,6 +190,23 @@ func TestBannerAPI(t *testing.T) {
 			}
 		})
 	}
+	t.Run("an unknown banner is not found and nothing changes", func(t *testing.T) {
+		before, _ := srv.Store.Banner(context.Background(), b.ID)
+		for _, c := range []struct{ method, path, body string }{
+			{"PATCH", "/api/v1/banners/999999", `{"message":"elsewhere"}`},
+			{"PATCH", "/api/v1/banners/abc", `{"message":"elsewhere"}`},
+			{"DELETE", "/api/v1/banners/999999", ""},
+		} {
+			resp, body := srv.Do(t, nil, handlertest.Request{Method: c.method, Path: c.path, Token: admin, Body: c.body})
+			if resp.StatusCode != http.StatusNotFound || !strings.Contains(body, `"not_found"`) {
+				t.Errorf("%s %s: %d %s", c.method, c.path, resp.StatusCode, body)
+			}
+		}
+		after, _ := srv.Store.Banner(context.Background(), b.ID)
+		if after.Message != before.Message || !after.UpdatedAt.Equal(before.UpdatedAt) || bannerCount(t, srv) != 1 {
+			t.Errorf("changed: %+v", after)
+		}
+	})
 	t.Run("DELETE removes it", func(t *testing.T) {
 		resp, _ := srv.Do(t, nil, handlertest.Request{Method: "DELETE", Path: path, Token: admin})
 		if resp.StatusCode != http.StatusNoContent || bannerCount(t, srv) != 0 {

@@ -127,12 +127,9 @@ func apiBundle(log *slog.Logger, s *store.Store) http.HandlerFunc {
 // rage records a diagnostic bundle to collect for a devserver and enqueues
 // its collection (the driver is asked from the job, never from here).
 func rage(ctx context.Context, s *store.Store, q Enqueuer, who store.Actor, u store.User, name, note string) (store.DiagnosticBundle, error) {
-	d, err := visibleDevserver(ctx, s, u, name)
+	d, err := allowedDevserver(ctx, s, u, name, store.CanRage)
 	if err != nil {
 		return store.DiagnosticBundle{}, err
-	}
-	if !store.CanRage(u, d) {
-		return store.DiagnosticBundle{}, web.ErrForbidden
 	}
 	var b store.DiagnosticBundle
 	err = s.InTx(ctx, func(tx *store.Tx) error {

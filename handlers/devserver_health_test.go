@@ -30,8 +30,9 @@ func TestRageAndHealth(t *testing.T) {
 		t.Fatalf("reserve: %d %s", resp.StatusCode, body)
 	}
 	d := srv.WaitState(t, decode[devserverJSON](t, body).Name, store.StateReady)
-	if _, body := srv.Do(t, nil, handlertest.Request{Method: "POST", Path: "/api/v1/devservers/" + d.Name + "/shares", Token: owner, Body: `{"email":"sharee@example.com"}`}); !strings.Contains(body, "sharee") {
-		t.Fatalf("share: %s", body)
+	sharee := srv.Token(t, "sharee@example.com")
+	if resp, body := srv.Do(t, nil, handlertest.Request{Method: "POST", Path: "/api/v1/devservers/" + d.Name + "/shares", Token: owner, Body: `{"email":"sharee@example.com"}`}); resp.StatusCode != http.StatusCreated || !strings.Contains(body, "sharee") {
+		t.Fatalf("share: %d %s", resp.StatusCode, body)
 	}
 
 	t.Run("the owner sees the Rage form; a sharee does not", func(t *testing.T) {
@@ -39,7 +40,10 @@ func TestRageAndHealth(t *testing.T) {
 		if handlertest.Doc(t, body).Find("#"+views.RageFormID+" form[action='"+views.RageURL(d.Name)+"'] textarea[name=note]").Length() != 1 {
 			t.Error("no rage form for the owner")
 		}
-		_, body = srv.Do(t, srv.SignIn(t, "sharee@example.com"), handlertest.Request{Method: "GET", Path: views.DevserverURL(d.Name)})
+		resp, body := srv.Do(t, srv.SignIn(t, "sharee@example.com"), handlertest.Request{Method: "GET", Path: views.DevserverURL(d.Name)})
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("the sharee cannot see the devserver: %d", resp.StatusCode)
+		}
 		if handlertest.Doc(t, body).Find("#"+views.RageFormID).Length() != 0 {
 			t.Error("a sharee is offered the rage form")
 		}
@@ -49,6 +53,29 @@ func TestRageAndHealth(t *testing.T) {
 		resp, body := srv.Do(t, nil, handlertest.Request{Method: "POST", Path: "/api/v1/devservers/" + d.Name + "/rage", Token: owner, Body: `{"note":"` + strings.Repeat("x", 2001) + `"}`})
 		if resp.StatusCode != http.StatusUnprocessableEntity || errorCode(body) != "invalid" {
 			t.Errorf("%d %s", resp.StatusCode, body)
+		}
+		if bs, _ := srv.Store.Bundles(ctx, 10); len(bs) != 0 {
+			t.Errorf("%d bundles", len(bs))
+		}
+	})
+
+	t.Run("a malformed rage, a rage at someone else's devserver or an unknown one records nothing", func(t *testing.T) {
+		stranger := srv.Token(t, "stranger@example.com")
+		for _, c := range []struct {
+			what, name, token, body string
+			status                  int
+			code                    string
+		}{
+			{"malformed JSON", d.Name, owner, `{"note":`, http.StatusBadRequest, "malformed_json"},
+			{"an unknown field", d.Name, owner, `{"note":"slow","parts":[]}`, http.StatusBadRequest, "malformed_json"},
+			{"a stranger", d.Name, stranger, `{"note":"slow"}`, http.StatusNotFound, "not_found"},
+			{"a sharee", d.Name, sharee, `{"note":"slow"}`, http.StatusForbidden, "forbidden"},
+			{"an unknown devserver", "nope", owner, `{"note":"slow"}`, http.StatusNotFound, "not_found"},
+		} {
+			resp, body := srv.Do(t, nil, handlertest.Request{Method: "POST", Path: "/api/v1/devservers/" + c.name + "/rage", Token: c.token, Body: c.body})
+			if resp.StatusCode != c.status || errorCode(body) != c.code {
+				t.Errorf("%s: %d %s", c.what, resp.StatusCode, body)
+			}
 		}
 		if bs, _ := srv.Store.Bundles(ctx, 10); len(bs) != 0 {
 			t.Errorf("%d bundles", len(bs))

@@ -57,6 +57,16 @@ func visibleDevserver(ctx context.Context, s *store.Store, u store.User, name st
 	return d, err
 }
 
+// allowedDevserver returns a devserver the user may act on as may says:
+// strangers get 404 (as from visibleDevserver), people who may only look 403.
+func allowedDevserver(ctx context.Context, s *store.Store, u store.User, name string, may func(store.User, store.Devserver) bool) (store.Devserver, error) {
+	d, err := visibleDevserver(ctx, s, u, name)
+	if err == nil && !may(u, d) {
+		err = web.ErrForbidden
+	}
+	return d, err
+}
+
 // release starts a release, enqueueing the fleet's part in the same transaction.
 func release(ctx context.Context, s *store.Store, q Enqueuer, who store.Actor, u store.User, name string) (store.Devserver, error) {
 	d, err := visibleDevserver(ctx, s, u, name)

@@ -68,7 +68,7 @@ func apiDrainRegion(log *slog.Logger, s *store.Store, q Enqueuer) http.HandlerFu
 			web.Error(w, r, log, err)
 			return
 		}
-		w.Header().Set("Location", "/api/v1/runs/"+strconv.FormatInt(run.ID, 10))
+		w.Header().Set("Location", apiRunURL(run.ID))
 		web.WriteJSON(w, http.StatusAccepted, drainResponse{Drain: drain, Run: run})
 	}
 }
@@ -269,13 +269,9 @@ func undrainForm(log *slog.Logger, s *store.Store, q Enqueuer, sessions *web.Ses
 func moveMe(log *slog.Logger, s *store.Store, q Enqueuer, sessions *web.SessionStore) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		u := web.User(r)
-		d, err := visibleDevserver(r.Context(), s, *u, chi.URLParam(r, "name"))
+		d, err := allowedDevserver(r.Context(), s, *u, chi.URLParam(r, "name"), store.CanMoveOutOfDrain)
 		if err != nil {
 			web.Error(w, r, log, err)
-			return
-		}
-		if !store.CanMoveOutOfDrain(*u, d) {
-			web.Error(w, r, log, web.ErrForbidden)
 			return
 		}
 		if _, _, err := s.OpenOwnerDrainItem(r.Context(), d.ID); errors.Is(err, store.ErrNotFound) {

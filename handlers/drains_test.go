@@ -92,6 +92,26 @@ func TestDrainAPI(t *testing.T) {
 			t.Fatalf("%s: no error body: %s", bad.body, out)
 		}
 	}
+	for _, bad := range []struct {
+		what, path, body string
+		status           int
+		code, field      string
+	}{
+		{"malformed JSON", "/api/v1/regions/prn/drain", `{"reason":`, 400, "malformed_json", ""},
+		{"an unknown field", "/api/v1/regions/prn/drain", `{"reason":"x","force":true}`, 400, "malformed_json", ""},
+		{"an oversized reason", "/api/v1/regions/prn/drain", `{"reason":"` + strings.Repeat("r", 501) + `"}`, 422, "invalid", "reason"},
+		{"an unknown region", "/api/v1/regions/zzz/drain", `{"reason":"x"}`, 404, "not_found", ""},
+		{"undraining a region that is not draining", "/api/v1/regions/prn/undrain", `{}`, 409, "not_draining", ""},
+	} {
+		resp, out := srv.Do(t, nil, handlertest.Request{Method: "POST", Path: bad.path, Token: admin, Body: bad.body})
+		e := decode[apiError](t, out)
+		if resp.StatusCode != bad.status || e.Error.Code != bad.code || e.Error.Message == "" || (bad.field != "" && e.Error.Fields[bad.field] == "") {
+			t.Errorf("%s: %d %s", bad.what, resp.StatusCode, out)
+		}
+	}
+	if resp, out := srv.Do(t, nil, handlertest.Request{Method: "POST", Path: "/api/v1/regions/prn/drain", Token: owner, Body: `{"reason":"mine"}`}); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("a drain by an engineer: %d %s", resp.StatusCode, out)
+	}
 	// The admin form: the plan button shows the plan; bad input is 422 with
 	// the problem next to its field.
 	page := srv.SignIn(t, "admin@example.com", store.RoleAdmin)

@@ -50,14 +50,7 @@ func addFeatures(ctx context.Context, tx *store.Tx, q Enqueuer, who store.Actor,
 // managedDevserver returns a devserver the user may change: strangers get
 // 404, people who may only look get 403.
 func managedDevserver(ctx context.Context, s *store.Store, u store.User, name string) (store.Devserver, error) {
-	d, err := visibleDevserver(ctx, s, u, name)
-	if err != nil {
-		return d, err
-	}
-	if !store.CanManageDevserver(u, d) {
-		return d, web.ErrForbidden
-	}
-	return d, nil
+	return allowedDevserver(ctx, s, u, name, store.CanManageDevserver)
 }
 
 // changeFeature adds (feature != "" and add) or removes a feature, with its job.

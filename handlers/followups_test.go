@@ -123,6 +123,8 @@ func TestFollowupAPI(t *testing.T) {
 			{"an unknown SEV", "POST", "/api/v1/sevs/999999/followups", rev, `{"kind":"critical","title":"x","owner":"ann@example.com"}`, 404, ""},
 			{"the follow-ups of an unknown SEV", "GET", "/api/v1/sevs/999999/followups", ann, "", 404, ""},
 			{"an unknown field", "POST", base, rev, `{"kind":"critical","title":"x","owner":"ann@example.com","priority":1}`, 400, ""},
+			{"malformed JSON", "POST", base, rev, `{"kind":`, 400, ""},
+			{"a malformed change", "PATCH", fuPath, ann, `{"status":`, 400, ""},
 			{"an engineer may not file", "POST", base, ann, `{"kind":"critical","title":"x","owner":"ann@example.com"}`, 403, ""},
 			{"won't do without a reason", "PATCH", fuPath, rev, `{"status":"wont_do"}`, 422, "reason"},
 			{"an unknown status", "PATCH", fuPath, ann, `{"status":"closed"}`, 422, "status"},

@@ -196,12 +196,7 @@ func apiHostOp(log *slog.Logger, s *store.Store, q Enqueuer, op string) http.Han
 				web.Error(w, r, log, err)
 				return
 			}
-			p, err := jobs.PlanRunbook(r.Context(), s, jobs.HostOpRunbooks[op], 0, params)
-			if err != nil {
-				web.Error(w, r, log, err)
-				return
-			}
-			web.WriteJSON(w, http.StatusOK, map[string]any{"dry_run": true, "plan": p})
+			writeRunbookPlan(w, r, log, s, jobs.HostOpRunbooks[op], 0, params)
 			return
 		}
 		run, err := startHostOp(r.Context(), s, q, web.Actor(r), h, op, in)
@@ -209,24 +204,16 @@ func apiHostOp(log *slog.Logger, s *store.Store, q Enqueuer, op string) http.Han
 			web.Error(w, r, log, err)
 			return
 		}
-		rv, err := jobs.LoadRun(r.Context(), s, run.ID)
-		if err != nil {
-			web.Error(w, r, log, err)
-			return
-		}
-		w.Header().Set("Location", "/api/v1/runs/"+strconv.FormatInt(run.ID, 10))
-		web.WriteJSON(w, http.StatusAccepted, runJSON(rv))
+		w.Header().Set("Location", apiRunURL(run.ID))
+		writeRun(w, r, log, s, http.StatusAccepted, run.ID)
 	}
 }
 
 // moveOffHost starts moving a devserver off a host that is going away.
 func moveOffHost(ctx context.Context, s *store.Store, q Enqueuer, who store.Actor, u store.User, name string) (store.DevserverMigration, error) {
-	d, err := visibleDevserver(ctx, s, u, name)
+	d, err := allowedDevserver(ctx, s, u, name, store.CanMoveOffHost)
 	if err != nil {
 		return store.DevserverMigration{}, err
-	}
-	if !store.CanMoveOffHost(u, d) {
-		return store.DevserverMigration{}, web.ErrForbidden
 	}
 	var m store.DevserverMigration
 	err = s.InTx(ctx, func(tx *store.Tx) error {
@@ -252,10 +239,7 @@ func moveOffHost(ctx context.Context, s *store.Store, q Enqueuer, who store.Acto
 func showMoveOffHost(log *slog.Logger, s *store.Store) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		u := *web.User(r)
-		d, err := visibleDevserver(r.Context(), s, u, chi.URLParam(r, "name"))
-		if err == nil && !store.CanMoveOffHost(u, d) {
-			err = web.ErrForbidden
-		}
+		d, err := allowedDevserver(r.Context(), s, u, chi.URLParam(r, "name"), store.CanMoveOffHost)
 		var h store.Host
 		if err == nil {
 			h, err = s.Host(r.Context(), d.HostID)

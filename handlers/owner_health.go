@@ -36,10 +36,7 @@ func apiDevserverHealth(log *slog.Logger, s *store.Store) http.HandlerFunc {
 // restart opens a remediation episode for the devserver (or finds the one
 // open) and enqueues the remediation job in the same transaction.
 func restart(ctx context.Context, s *store.Store, q Enqueuer, who store.Actor, u store.User, name string) (store.Devserver, store.Remediation, error) {
-	d, err := visibleDevserver(ctx, s, u, name)
-	if err == nil && !store.CanRestart(u, d) {
-		err = web.ErrForbidden
-	}
+	d, err := allowedDevserver(ctx, s, u, name, store.CanRestart)
 	if err != nil {
 		return d, store.Remediation{}, err
 	}

@@ -193,6 +193,7 @@ func TestBundleFromCLI(t *testing.T) {
 			"a long note":              {`{"note":"` + strings.Repeat("x", 2001) + `","parts":{"a":1}}`, http.StatusUnprocessableEntity},
 			"an unknown devserver":     {`{"devserver":"nope","parts":{"a":1}}`, http.StatusNotFound},
 			"an unknown field":         {`{"parts":{"a":1},"extra":1}`, http.StatusBadRequest},
+			"malformed JSON":           {`{"parts":`, http.StatusBadRequest},
 			"a body larger than 1 MiB": {`{"parts":{"a":"` + strings.Repeat("x", 1<<20) + `"}}`, http.StatusRequestEntityTooLarge},
 		} {
 			resp, body := send(owner, c.body)

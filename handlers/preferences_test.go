@@ -215,6 +215,28 @@ func TestDeliveryLog(t *testing.T) {
 			t.Errorf("%d %s", resp.StatusCode, body)
 		}
 	})
+	t.Run("retrying an unknown delivery, or as someone not an admin, is refused and changes nothing", func(t *testing.T) {
+		for _, c := range []struct {
+			what, path, token string
+			status            int
+		}{
+			{"an unknown id", "/api/v1/deliveries/999999/retry", adminToken, http.StatusNotFound},
+			{"an id that is not a number", "/api/v1/deliveries/abc/retry", adminToken, http.StatusNotFound},
+			{"an engineer", "/api/v1/deliveries/" + itoa64(d.ID) + "/retry", ann, http.StatusForbidden},
+		} {
+			resp, body := srv.Do(t, nil, handlertest.Request{Method: "POST", Path: c.path, Token: c.token})
+			if e := decode[apiError](t, body); resp.StatusCode != c.status || e.Error.Message == "" {
+				t.Errorf("%s: %d %s", c.what, resp.StatusCode, body)
+			}
+			if got := chatDelivery(); got.State != store.DeliveryFailed || got.Attempts != d.Attempts {
+				t.Errorf("%s: the delivery changed: %+v", c.what, got)
+			}
+		}
+		resp, _ := srv.Do(t, admin, handlertest.Request{Method: "POST", Path: views.DeliveryRetryURL(999999), Form: url.Values{}})
+		if resp.StatusCode != http.StatusNotFound || chatDelivery().State != store.DeliveryFailed {
+			t.Errorf("the form for an unknown delivery: %d", resp.StatusCode)
+		}
+	})
 
 	hook.failing.Store(false)
 	resp, _ = srv.Do(t, admin, handlertest.Request{Method: "POST", Path: views.DeliveryRetryURL(d.ID), Form: url.Values{}})

@@ -94,14 +94,19 @@ func versionParam(r *http.Request, key string) (int, error) {
 	return n, nil
 }
 
+// requestedRunbookView loads the runbook page of the runbook in the path, at
+// the version asked for ("version", 0 for the latest).
+func requestedRunbookView(r *http.Request, s *store.Store) (views.RunbookView, error) {
+	version, err := versionParam(r, "version")
+	if err != nil {
+		return views.RunbookView{}, err
+	}
+	return runbookView(r.Context(), s, chi.URLParam(r, "name"), version)
+}
+
 func adminRunbook(log *slog.Logger, s *store.Store) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		version, err := versionParam(r, "version")
-		if err != nil {
-			web.Error(w, r, log, err)
-			return
-		}
-		v, err := runbookView(r.Context(), s, chi.URLParam(r, "name"), version)
+		v, err := requestedRunbookView(r, s)
 		if err != nil {
 			web.Error(w, r, log, err)
 			return
@@ -142,12 +147,7 @@ func paramProblems(err error) (map[string]string, bool) {
 // changes nothing).
 func planRunbookForm(log *slog.Logger, s *store.Store) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		version, err := versionParam(r, "version")
-		if err != nil {
-			web.Error(w, r, log, err)
-			return
-		}
-		v, err := runbookView(r.Context(), s, chi.URLParam(r, "name"), version)
+		v, err := requestedRunbookView(r, s)
 		if err != nil {
 			web.Error(w, r, log, err)
 			return
@@ -451,12 +451,7 @@ func apiStartRun(log *slog.Logger, s *store.Store, q Enqueuer) http.HandlerFunc 
 			return
 		}
 		if body.DryRun {
-			p, err := jobs.PlanRunbook(r.Context(), s, name, body.Version, params)
-			if err != nil {
-				web.Error(w, r, log, err)
-				return
-			}
-			web.WriteJSON(w, http.StatusOK, map[string]any{"dry_run": true, "plan": p})
+			writeRunbookPlan(w, r, log, s, name, body.Version, params)
 			return
 		}
 		run, err := jobs.StartRunbook(r.Context(), s, q, web.Actor(r), name, body.Version, params)
@@ -464,14 +459,34 @@ func apiStartRun(log *slog.Logger, s *store.Store, q Enqueuer) http.HandlerFunc 
 			web.Error(w, r, log, err)
 			return
 		}
-		rv, err := jobs.LoadRun(r.Context(), s, run.ID)
-		if err != nil {
-			web.Error(w, r, log, err)
-			return
-		}
-		w.Header().Set("Location", "/api/v1/runs/"+strconv.FormatInt(run.ID, 10))
-		web.WriteJSON(w, http.StatusAccepted, runJSON(rv))
+		w.Header().Set("Location", apiRunURL(run.ID))
+		writeRun(w, r, log, s, http.StatusAccepted, run.ID)
 	}
+}
+
+// writeRunbookPlan answers a dry run of a runbook with its plan; it changes nothing.
+func writeRunbookPlan(w http.ResponseWriter, r *http.Request, log *slog.Logger, s *store.Store, name string, version int, params map[string]any) {
+	p, err := jobs.PlanRunbook(r.Context(), s, name, version, params)
+	if err != nil {
+		web.Error(w, r, log, err)
+		return
+	}
+	web.WriteJSON(w, http.StatusOK, map[string]any{"dry_run": true, "plan": p})
+}
+
+// writeRun answers with a run as the API shows it (runJSON).
+func writeRun(w http.ResponseWriter, r *http.Request, log *slog.Logger, s *store.Store, status int, id int64) {
+	rv, err := jobs.LoadRun(r.Context(), s, id)
+	if err != nil {
+		web.Error(w, r, log, err)
+		return
+	}
+	web.WriteJSON(w, status, runJSON(rv))
+}
+
+// apiRunURL is where the API shows a run: the Location of an answer that started one.
+func apiRunURL(id int64) string {
+	return "/api/v1/runs/" + strconv.FormatInt(id, 10)
 }
 
 // runJSON is a run as the API shows it: state, progress, steps, timeline and log.
@@ -516,12 +531,7 @@ func apiShowRun(log *slog.Logger, s *store.Store) http.HandlerFunc {
 			web.Error(w, r, log, err)
 			return
 		}
-		rv, err := jobs.LoadRun(r.Context(), s, id)
-		if err != nil {
-			web.Error(w, r, log, err)
-			return
-		}
-		web.WriteJSON(w, http.StatusOK, runJSON(rv))
+		writeRun(w, r, log, s, http.StatusOK, id)
 	}
 }
 
@@ -537,11 +547,6 @@ func apiRunAction(log *slog.Logger, s *store.Store, status int, act func(ctx con
 			web.Error(w, r, log, err)
 			return
 		}
-		rv, err := jobs.LoadRun(r.Context(), s, id)
-		if err != nil {
-			web.Error(w, r, log, err)
-			return
-		}
-		web.WriteJSON(w, status, runJSON(rv))
+		writeRun(w, r, log, s, status, id)
 	}
 }

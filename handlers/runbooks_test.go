@@ -152,6 +152,16 @@ func TestRunbooksAPI(t *testing.T) {
 		if resp.StatusCode != http.StatusNotFound {
 			t.Errorf("unknown runbook: %d %s", resp.StatusCode, out)
 		}
+		resp, out = srv.Do(t, nil, handlertest.Request{Method: "POST", Path: "/api/v1/runbooks/exercise-checklist/runs", Token: admin, Body: `{"params":`})
+		if resp.StatusCode != http.StatusBadRequest || errorCode(out) != "malformed_json" {
+			t.Errorf("malformed JSON: %d %s", resp.StatusCode, out)
+		}
+		for _, path := range []string{"/api/v1/runs/999999/cancel", "/api/v1/runs/abc/cancel", "/api/v1/runs/999999/steps/hello/retry"} {
+			resp, out = srv.Do(t, nil, handlertest.Request{Method: "POST", Path: path, Token: admin})
+			if resp.StatusCode != http.StatusNotFound || errorCode(out) != "not_found" {
+				t.Errorf("%s: %d %s", path, resp.StatusCode, out)
+			}
+		}
 		if n := countRunbookRows(t, srv, "runbook_runs"); n != runs {
 			t.Errorf("runs went from %d to %d", runs, n)
 		}

@@ -618,6 +618,18 @@ func writeSev(w http.ResponseWriter, r *http.Request, log *slog.Logger, s *store
 	web.WriteJSON(w, status, d)
 }
 
+// sevAnswer writes a SEV as the API shows it (sevDoc).
+func sevAnswer(log *slog.Logger, s *store.Store) func(http.ResponseWriter, *http.Request, int, store.Sev) {
+	return func(w http.ResponseWriter, r *http.Request, status int, sv store.Sev) {
+		writeSev(w, r, log, s, status, sv)
+	}
+}
+
+// asJSON writes an answer as it is.
+func asJSON[T any](w http.ResponseWriter, _ *http.Request, status int, v T) {
+	web.WriteJSON(w, status, v)
+}
+
 func apiCreateSev(log *slog.Logger, s *store.Store) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var in store.SevInput
@@ -640,41 +652,11 @@ func apiCreateSev(log *slog.Logger, s *store.Store) http.HandlerFunc {
 }
 
 func apiShowSev(log *slog.Logger, s *store.Store) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		id, err := sevID(r)
-		var sv store.Sev
-		if err == nil {
-			sv, err = s.Sev(r.Context(), id)
-		}
-		if err != nil {
-			web.Error(w, r, log, err)
-			return
-		}
-		writeSev(w, r, log, s, http.StatusOK, sv)
-	}
+	return apiSevPart(log, s.Sev, sevAnswer(log, s))
 }
 
 func apiPatchSev(log *slog.Logger, s *store.Store) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		id, err := sevID(r)
-		var in store.SevInput
-		if err == nil {
-			err = web.DecodeJSON(w, r, &in)
-		}
-		var sv store.Sev
-		if err == nil {
-			err = s.InTx(r.Context(), func(tx *store.Tx) error {
-				var err error
-				sv, err = tx.UpdateSev(r.Context(), web.Actor(r), id, in)
-				return err
-			})
-		}
-		if err != nil {
-			web.Error(w, r, log, err)
-			return
-		}
-		writeSev(w, r, log, s, http.StatusOK, sv)
-	}
+	return apiSevChange(log, s, http.StatusOK, (*store.Tx).UpdateSev, sevAnswer(log, s))
 }
 
 func apiSevTimeline(log *slog.Logger, s *store.Store) http.HandlerFunc {
@@ -731,13 +713,15 @@ func apiAddSevTimeline(log *slog.Logger, s *store.Store) http.HandlerFunc {
 }
 
 func apiBroadcastSev(log *slog.Logger, s *store.Store) http.HandlerFunc {
-	return apiSevChange(log, s, http.StatusCreated, (*store.Tx).BroadcastSev)
+	return apiSevChange(log, s, http.StatusCreated, (*store.Tx).BroadcastSev, asJSON)
 }
 
 // apiSevChange answers a change to a SEV from a JSON body, made in one
-// transaction: the SEV's number from the path, the body decoded into In.
+// transaction: the SEV's number from the path, the body decoded into In,
+// the result written by answer.
 func apiSevChange[In, Out any](log *slog.Logger, s *store.Store, status int,
-	change func(*store.Tx, context.Context, store.Actor, int64, In) (Out, error)) http.HandlerFunc {
+	change func(*store.Tx, context.Context, store.Actor, int64, In) (Out, error),
+	answer func(http.ResponseWriter, *http.Request, int, Out)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		id, err := sevID(r)
 		var in In
@@ -756,7 +740,7 @@ func apiSevChange[In, Out any](log *slog.Logger, s *store.Store, status int,
 			web.Error(w, r, log, err)
 			return
 		}
-		web.WriteJSON(w, status, out)
+		answer(w, r, status, out)
 	}
 }
 
@@ -781,11 +765,13 @@ func apiSevSubscription(log *slog.Logger, s *store.Store, on bool) http.HandlerF
 }
 
 func apiSevReport(log *slog.Logger, s *store.Store) http.HandlerFunc {
-	return apiSevPart(log, s.SevReport)
+	return apiSevPart(log, s.SevReport, asJSON)
 }
 
-// apiSevPart answers the GET of one part of a SEV (its report, its review).
-func apiSevPart[T any](log *slog.Logger, get func(context.Context, int64) (T, error)) http.HandlerFunc {
+// apiSevPart answers the GET of a SEV or of one part of it (its report,
+// its review), written by answer.
+func apiSevPart[T any](log *slog.Logger, get func(context.Context, int64) (T, error),
+	answer func(http.ResponseWriter, *http.Request, int, T)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		id, err := sevID(r)
 		var v T
@@ -796,16 +782,16 @@ func apiSevPart[T any](log *slog.Logger, get func(context.Context, int64) (T, er
 			web.Error(w, r, log, err)
 			return
 		}
-		web.WriteJSON(w, http.StatusOK, v)
+		answer(w, r, http.StatusOK, v)
 	}
 }
 
 func apiPutSevReport(log *slog.Logger, s *store.Store) http.HandlerFunc {
-	return apiSevChange(log, s, http.StatusOK, (*store.Tx).PutSevReport)
+	return apiSevChange(log, s, http.StatusOK, (*store.Tx).PutSevReport, asJSON)
 }
 
 func apiSevReview(log *slog.Logger, s *store.Store) http.HandlerFunc {
-	return apiSevPart(log, s.SevReview)
+	return apiSevPart(log, s.SevReview, asJSON)
 }
 
 func apiPostSevReview(log *slog.Logger, s *store.Store) http.HandlerFunc {

@@ -106,6 +106,12 @@ func TestSevAPI(t *testing.T) {
 			{"an engineer may not edit", "PATCH", path, eng, `{"title":"mine"}`, 403, "forbidden", ""},
 			{"a report before closing", "PUT", path + "/report", rev, `{"summary":"early"}`, 409, "sev_not_closed", ""},
 			{"a review before closing", "POST", path + "/review", rev, `{"sign_off":false}`, 409, "sev_not_closed", ""},
+			{"malformed JSON", "PATCH", path, rev, `{"title":`, 400, "malformed_json", ""},
+			{"a malformed note", "POST", path + "/timeline", eng, `{"text":`, 400, "malformed_json", ""},
+			{"an unknown SEV", "PATCH", "/api/v1/sevs/999999", rev, `{"title":"elsewhere"}`, 404, "not_found", ""},
+			{"a note on an unknown SEV", "POST", "/api/v1/sevs/999999/timeline", eng, `{"text":"elsewhere"}`, 404, "not_found", ""},
+			{"a SEV number that is not one", "PATCH", "/api/v1/sevs/abc", rev, `{"title":"elsewhere"}`, 404, "not_found", ""},
+			{"a broadcast to an unknown SEV", "POST", "/api/v1/sevs/999999/broadcast", rev, `{"text":"elsewhere","subscribers":true}`, 404, "not_found", ""},
 		}
 		for _, c := range cases {
 			t.Run(c.name, func(t *testing.T) {

@@ -114,7 +114,7 @@ func apiStorm(log *slog.Logger, s *store.Store, q Enqueuer, kind string) http.Ha
 			return
 		}
 		if st.RunID != nil {
-			w.Header().Set("Location", "/api/v1/runs/"+strconv.FormatInt(*st.RunID, 10))
+			w.Header().Set("Location", apiRunURL(*st.RunID))
 		}
 		web.WriteJSON(w, http.StatusAccepted, st)
 	}

@@ -100,6 +100,25 @@ func TestStormReplaceRecover(t *testing.T) {
 		if resp.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(body, `"reason"`) {
 			t.Errorf("no reason: %d %s", resp.StatusCode, body)
 		}
+		for _, c := range []struct {
+			what, path, body string
+			status           int
+			code, field      string
+		}{
+			{"malformed JSON", "/api/v1/regions/prn/storm", `{"reason":`, 400, "malformed_json", ""},
+			{"an unknown field", "/api/v1/regions/prn/storm", `{"reason":"power","confirm":"prn","force":true}`, 400, "malformed_json", ""},
+			{"an oversized reason", "/api/v1/regions/prn/storm", `{"reason":"` + strings.Repeat("r", 501) + `","confirm":"prn"}`, 422, "invalid", "reason"},
+			{"an unknown region", "/api/v1/regions/zzz/storm", `{"reason":"power","confirm":"zzz"}`, 404, "not_found", ""},
+		} {
+			resp, body := srv.Do(t, nil, handlertest.Request{Method: "POST", Path: c.path, Token: admin, Body: c.body})
+			e := decode[apiError](t, body)
+			if resp.StatusCode != c.status || e.Error.Code != c.code || e.Error.Message == "" || (c.field != "" && e.Error.Fields[c.field] == "") {
+				t.Errorf("%s: %d %s", c.what, resp.StatusCode, body)
+			}
+		}
+		if resp, body := srv.Do(t, nil, handlertest.Request{Method: "POST", Path: "/api/v1/regions/prn/storm", Token: alice, Body: `{"reason":"power","confirm":"prn"}`}); resp.StatusCode != http.StatusForbidden {
+			t.Errorf("a storm by an engineer: %d %s", resp.StatusCode, body)
+		}
 		if st, sv := stormCount(t, srv); st != 0 || sv != 0 || regionStatus(t, srv, "prn") != "active" {
 			t.Errorf("storms %d, sevs %d, prn %s: something changed", st, sv, regionStatus(t, srv, "prn"))
 		}
@@ -292,6 +311,29 @@ func TestStormReplaceRecover(t *testing.T) {
 	})
 
 	t.Run("an owner chooses to release the replacement; the choice is validated", func(t *testing.T) {
+		entry := func() store.StormDevserver {
+			e, err := srv.Store.StormDevserverOf(ctx, devserverState(t, srv, aliceDS).ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return e
+		}
+		before := entry()
+		for _, c := range []struct {
+			what, token, body string
+			status            int
+		}{
+			{"someone else's devserver", bob, `{"choice":"release"}`, http.StatusNotFound},
+			{"malformed JSON", alice, `{"choice":`, http.StatusBadRequest},
+		} {
+			resp, body := srv.Do(t, nil, handlertest.Request{Method: "POST", Path: "/api/v1/devservers/" + aliceDS + "/storm/choice", Token: c.token, Body: c.body})
+			if e := decode[apiError](t, body); resp.StatusCode != c.status || e.Error.Message == "" {
+				t.Errorf("%s: %d %s", c.what, resp.StatusCode, body)
+			}
+			if after := entry(); after.Choice != before.Choice || !after.UpdatedAt.Equal(before.UpdatedAt) {
+				t.Errorf("%s changed the choice: %+v", c.what, after)
+			}
+		}
 		resp, body := srv.Do(t, nil, handlertest.Request{Method: "POST", Path: "/api/v1/devservers/" + aliceDS + "/storm/choice", Token: alice, Body: `{"choice":"maybe"}`})
 		if resp.StatusCode != http.StatusUnprocessableEntity {
 			t.Errorf("bad choice: %d %s", resp.StatusCode, body)
