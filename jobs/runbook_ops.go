@@ -44,6 +44,22 @@ func (e *opEnv) record(ctx context.Context, tx *store.Tx, key, value string) err
 	return tx.RecordStepEffect(ctx, e.run.ID, e.step, key, value)
 }
 
+// backUp requests a manual backup of d for the run and enqueues it. A
+// devserver that cannot be backed up now (a conflict) is skipped with the
+// reason in the step's logs, and ok is false.
+func (e *opEnv) backUp(ctx context.Context, tx *store.Tx, d store.Devserver, res *opResult) (b store.Backup, ok bool, err error) {
+	b, err = tx.RequestBackup(ctx, store.Actor{Name: "runbook run " + strconv.FormatInt(e.run.ID, 10)}, d, store.BackupManual)
+	var ce *store.ConflictError
+	if errors.As(err, &ce) {
+		res.Logs = append(res.Logs, fmt.Sprintf("Skipped %s: %s", d.Name, ce.Message))
+		return b, false, nil
+	}
+	if err != nil {
+		return b, false, err
+	}
+	return b, true, e.q.Enqueue(ctx, tx, BackupArgs{BackupID: b.ID})
+}
+
 // opResult is what one Run did: log lines for the timeline, and Wait when
 // the operation is not finished and wants to be looked at again later (the
 // job snoozes; no worker sleeps).
@@ -206,16 +222,12 @@ func opBackupDevservers() operation {
 					if err != nil {
 						return res, err
 					}
-					b, err := tx.RequestBackup(ctx, store.Actor{Name: "runbook run " + strconv.FormatInt(e.run.ID, 10)}, fresh, store.BackupManual)
-					var ce *store.ConflictError
-					if errors.As(err, &ce) {
-						res.Logs = append(res.Logs, fmt.Sprintf("Skipped %s: %s", d.Name, ce.Message))
-						continue
-					} else if err != nil {
+					b, ok, err := e.backUp(ctx, tx, fresh, &res)
+					if err != nil {
 						return res, err
 					}
-					if err := e.q.Enqueue(ctx, tx, BackupArgs{BackupID: b.ID}); err != nil {
-						return res, err
+					if !ok {
+						continue
 					}
 					if err := e.record(ctx, tx, "backup:"+d.Name, strconv.FormatInt(b.ID, 10)); err != nil {
 						return res, err
@@ -243,16 +255,12 @@ func opBackupDevservers() operation {
 						return res, err
 					}
 					for _, d := range again {
-						b, err := tx.RequestBackup(ctx, store.Actor{Name: "runbook run " + strconv.FormatInt(e.run.ID, 10)}, d, store.BackupManual)
-						var ce *store.ConflictError
-						if errors.As(err, &ce) {
-							res.Logs = append(res.Logs, fmt.Sprintf("Skipped %s: %s", d.Name, ce.Message))
-							continue
-						} else if err != nil {
+						b, ok, err := e.backUp(ctx, tx, d, &res)
+						if err != nil {
 							return res, err
 						}
-						if err := e.q.Enqueue(ctx, tx, BackupArgs{BackupID: b.ID}); err != nil {
-							return res, err
+						if !ok {
+							continue
 						}
 						if err := tx.ReplaceStepEffect(ctx, e.run.ID, e.step, "backup:"+d.Name, strconv.FormatInt(b.ID, 10)); err != nil {
 							return res, err

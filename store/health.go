@@ -330,29 +330,29 @@ func (tx *Tx) EscalateRemediation(ctx context.Context, r Remediation, why string
 			return err
 		}
 	}
-	admins, err := adminEmails(ctx, tx)
+	err = tx.notifyAdmins(ctx, Message{
+		Kind: "health", Key: key + ":admins", Link: "/admin/health",
+		Title: fmt.Sprintf("Auto-remediation gave up on devserver %s (%s)", d.Name, r.Cause),
+		Body:  fmt.Sprintf("Devserver %s of %s on host %s: %s. Restart and recreate from backup did not help: %s.", d.Name, d.Owner, d.Host, r.Detail, why),
+	})
 	if err != nil {
 		return err
-	}
-	if len(admins) > 0 {
-		_, err := tx.NotifyAudience(ctx, System, Audience{Kind: AudienceUsers, Emails: admins}, Message{
-			Kind: "health", Key: key + ":admins", Link: "/admin/health",
-			Title: fmt.Sprintf("Auto-remediation gave up on devserver %s (%s)", d.Name, r.Cause),
-			Body:  fmt.Sprintf("Devserver %s of %s on host %s: %s. Restart and recreate from backup did not help: %s.", d.Name, d.Owner, d.Host, r.Detail, why),
-		})
-		if err != nil {
-			return err
-		}
 	}
 	return tx.closeRemediation(ctx, r, RemediationEscalated)
 }
 
-func adminEmails(ctx context.Context, q queryer) ([]string, error) {
-	var es []string
-	if err := q.SelectContext(ctx, &es, `SELECT u.email FROM users u JOIN user_roles r ON r.user_id = u.id AND r.role = 'admin' ORDER BY u.email`); err != nil {
-		return nil, fmt.Errorf("admins: %w", err)
+// notifyAdmins sends m to every admin (once per Key and admin); with no
+// admin it does nothing.
+func (tx *Tx) notifyAdmins(ctx context.Context, m Message) error {
+	var admins []string
+	if err := tx.SelectContext(ctx, &admins, `SELECT u.email FROM users u JOIN user_roles r ON r.user_id = u.id AND r.role = 'admin' ORDER BY u.email`); err != nil {
+		return fmt.Errorf("admins: %w", err)
 	}
-	return es, nil
+	if len(admins) == 0 {
+		return nil
+	}
+	_, err := tx.NotifyAudience(ctx, System, Audience{Kind: AudienceUsers, Emails: admins}, m)
+	return err
 }
 
 // HealthHistory lists a devserver's recorded checks, newest first.
@@ -518,8 +518,8 @@ const bundleColumns = `id, devserver_id, devserver, source, requested_by, note, 
 // RequestBundle records a rage on a devserver: a bundle to collect. The
 // caller enqueues the job that collects it.
 func (tx *Tx) RequestBundle(ctx context.Context, who Actor, d Devserver, note string) (DiagnosticBundle, error) {
-	if len(note) > 2000 {
-		return DiagnosticBundle{}, &ValidationError{Fields: map[string]string{"note": "is longer than 2000 characters"}}
+	if len(note) > maxBundleNote {
+		return DiagnosticBundle{}, &ValidationError{Fields: map[string]string{"note": fmt.Sprintf("is longer than %d characters", maxBundleNote)}}
 	}
 	// One rage per person and devserver in ragePause: each one opens a
 	// task for every admin.
@@ -587,10 +587,6 @@ func (tx *Tx) CompleteBundle(ctx context.Context, b DiagnosticBundle, parts map[
 // notifyBundle opens a support task for every admin about a ready bundle
 // (once per bundle and admin).
 func (tx *Tx) notifyBundle(ctx context.Context, b DiagnosticBundle) error {
-	admins, err := adminEmails(ctx, tx)
-	if err != nil || len(admins) == 0 {
-		return err
-	}
 	m := Message{
 		Kind: "support", Key: "bundle:" + strconv.FormatInt(b.ID, 10), Link: "/admin/support/" + strconv.FormatInt(b.ID, 10),
 		Title: fmt.Sprintf("%s raged about devserver %s", b.RequestedBy, b.Devserver),
@@ -606,8 +602,7 @@ func (tx *Tx) notifyBundle(ctx context.Context, b DiagnosticBundle) error {
 		m.Body = "The devport CLI's doctor report is attached. " + b.Note
 		m.Task = &TaskSpec{Title: fmt.Sprintf("Look into %s's report from the CLI%s", b.RequestedBy, about), Due: tx.Now().Add(24 * time.Hour)}
 	}
-	_, err = tx.NotifyAudience(ctx, System, Audience{Kind: AudienceUsers, Emails: admins}, m)
-	return err
+	return tx.notifyAdmins(ctx, m)
 }
 
 // FailBundle records that collecting a bundle failed.
