@@ -313,6 +313,16 @@ func (c *cli) output(v any, header []string, rows [][]string) error {
 	return c.table(header, rows)
 }
 
+// listing prints a list as output does, except that a person gets the
+// line empty instead of a table with no rows.
+func (c *cli) listing(v any, empty string, header []string, rows [][]string) error {
+	if !c.json && len(rows) == 0 {
+		c.say("%s", empty)
+		return nil
+	}
+	return c.output(v, header, rows)
+}
+
 // say prints a line meant for the person, not for a program: to stderr
 // under --json so that stdout stays JSON.
 func (c *cli) say(format string, a ...any) {

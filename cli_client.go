@@ -217,9 +217,10 @@ func (a *apiClient) get(ctx context.Context, path string, out any) error {
 	return err
 }
 
-// list fetches every page of a list endpoint.
+// list fetches every page of a list endpoint. An empty list is an empty
+// slice, never nil, so that --json prints [] rather than null.
 func list[T any](ctx context.Context, a *apiClient, path string) ([]T, error) {
-	var all []T
+	all := []T{}
 	cursor := ""
 	for {
 		p := path

@@ -109,18 +109,12 @@ func (c *cli) listContainers(cmd *cobra.Command, ended bool) error {
 	if err != nil {
 		return explain(err, "", "")
 	}
-	if cs == nil {
-		cs = []store.Container{}
-	}
-	if !c.json && len(cs) == 0 {
-		c.say(`No containers. "devport containers types" lists what you can request.`)
-		return nil
-	}
 	rows := make([][]string, 0, len(cs))
 	for _, ct := range cs {
 		rows = append(rows, []string{ct.Name, ct.State, strconv.Itoa(ct.Progress) + "%", ct.Type, ct.Profile, ct.Region, when(ct.ExpiresAt)})
 	}
-	return c.output(cs, []string{"ID", "STATE", "PROGRESS", "TYPE", "PROFILE", "REGION", "ENDS-AT"}, rows)
+	return c.listing(cs, `No containers. "devport containers types" lists what you can request.`,
+		[]string{"ID", "STATE", "PROGRESS", "TYPE", "PROFILE", "REGION", "ENDS-AT"}, rows)
 }
 
 func (c *cli) containerTypesCmd() *cobra.Command {

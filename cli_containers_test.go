@@ -42,6 +42,17 @@ func TestCLIContainers(t *testing.T) {
 		}
 	})
 
+	t.Run("with no containers, ls says how to find what to request, and --json prints []", func(t *testing.T) {
+		stdout, _, err := r.Run("containers", "ls")
+		if err != nil || !strings.Contains(stdout, `No containers. "devport containers types" lists what you can request.`) {
+			t.Errorf("containers ls: %q %v", stdout, err)
+		}
+		stdout, _, err = r.Run("containers", "ls", "--json")
+		if err != nil || strings.TrimSpace(stdout) != "[]" {
+			t.Errorf("containers ls --json: %q %v", stdout, err)
+		}
+	})
+
 	var id string
 	t.Run("request follows the container until it is ready and says how to connect", func(t *testing.T) {
 		stdout, stderr, err := r.Run("containers", "request", "--type", "web", "--profile", "small")

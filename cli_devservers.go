@@ -152,19 +152,13 @@ and how long its lease runs. Administrators see everyone's with --all.`,
 			if err != nil {
 				return explain(err, "", "")
 			}
-			if ds == nil {
-				ds = []store.Devserver{}
-			}
-			if !c.json && len(ds) == 0 {
-				c.say(`No devservers. Reserve one with "devport reserve --flavor vm.small".`)
-				return nil
-			}
 			rows := make([][]string, 0, len(ds))
 			for _, d := range ds {
 				rows = append(rows, []string{d.Name, d.State, strconv.Itoa(d.Progress) + "%", d.Flavor, d.Region,
 					dash(d.Host), leaseEnd(d.Lease), dash(d.Relation)})
 			}
-			return c.output(ds, []string{"NAME", "STATE", "PROGRESS", "FLAVOR", "REGION", "HOST", "LEASE-UNTIL", "ROLE"}, rows)
+			return c.listing(ds, `No devservers. Reserve one with "devport reserve --flavor vm.small".`,
+				[]string{"NAME", "STATE", "PROGRESS", "FLAVOR", "REGION", "HOST", "LEASE-UNTIL", "ROLE"}, rows)
 		},
 	}
 	cmd.Flags().BoolVar(&all, "all", false, "everyone's devservers (administrators)")
@@ -643,18 +637,12 @@ takes a person off.`,
 			if err != nil {
 				return explain(err, "devserver", name)
 			}
-			if shares == nil {
-				shares = []store.Share{}
-			}
-			if !c.json && len(shares) == 0 {
-				c.say("%s is shared with nobody. \"devport share %s EMAIL\" shares it.", name, name)
-				return nil
-			}
 			rows := make([][]string, 0, len(shares))
 			for _, s := range shares {
 				rows = append(rows, []string{s.Email, when(&s.CreatedAt), dash(s.CreatedBy)})
 			}
-			return c.output(shares, []string{"EMAIL", "SINCE", "SHARED-BY"}, rows)
+			return c.listing(shares, fmt.Sprintf("%s is shared with nobody. \"devport share %s EMAIL\" shares it.", name, name),
+				[]string{"EMAIL", "SINCE", "SHARED-BY"}, rows)
 		},
 	}
 	cmd.Flags().StringSliceVar(&remove, "remove", nil, "stop sharing with this person (repeatable)")
@@ -695,13 +683,6 @@ func (c *cli) backupCmd() *cobra.Command {
 				if err != nil {
 					return explain(err, "devserver", name)
 				}
-				if bs == nil {
-					bs = []store.Backup{}
-				}
-				if !c.json && len(bs) == 0 {
-					c.say("%s has no backups yet. \"devport backup %s\" takes one.", name, name)
-					return nil
-				}
 				rows := make([][]string, 0, len(bs))
 				for _, b := range bs {
 					size := "-"
@@ -710,7 +691,8 @@ func (c *cli) backupCmd() *cobra.Command {
 					}
 					rows = append(rows, []string{strconv.FormatInt(b.ID, 10), b.State, size, when(&b.CreatedAt), b.Kind, dash(b.Error)})
 				}
-				return c.output(bs, []string{"ID", "STATE", "SIZE", "TAKEN", "KIND", "NOTE"}, rows)
+				return c.listing(bs, fmt.Sprintf("%s has no backups yet. \"devport backup %s\" takes one.", name, name),
+					[]string{"ID", "STATE", "SIZE", "TAKEN", "KIND", "NOTE"}, rows)
 			}
 			var b store.Backup
 			if _, err := a.do(cmd.Context(), http.MethodPost, devserverPath(name, "backups"), nil, &b); err != nil {

@@ -53,6 +53,17 @@ func TestCLIDevservers(t *testing.T) {
 	tok := loginAs(r, "ada@example.com")
 	r.Token("grace@example.com") // a colleague to share with
 
+	t.Run("with no devservers, ls says how to reserve one, and --json prints []", func(t *testing.T) {
+		stdout, _, err := r.Run("ls")
+		if err != nil || stdout != "No devservers. Reserve one with \"devport reserve --flavor vm.small\".\n" {
+			t.Errorf("ls: %q %v", stdout, err)
+		}
+		stdout, _, err = r.Run("ls", "--json")
+		if err != nil || strings.TrimSpace(stdout) != "[]" {
+			t.Errorf("ls --json: %q %v", stdout, err)
+		}
+	})
+
 	var name string
 	t.Run("reserve follows the devserver until it is ready and says how to connect", func(t *testing.T) {
 		stdout, stderr, err := r.Run("reserve", "--flavor", "vm.small", "--region", "prn")
@@ -139,6 +150,30 @@ func TestCLIDevservers(t *testing.T) {
 		}
 	})
 
+	t.Run("reserve refuses malformed lease flags, and reserves nothing", func(t *testing.T) {
+		for _, c := range []struct {
+			args []string
+			want string
+		}{
+			{[]string{"--for", "nonsense"}, `--for "nonsense" is not a duration`},
+			{[]string{"--for", "-3d"}, `--for "-3d" is not a duration`},
+			{[]string{"--until", "next tuesday"}, `--until "next tuesday" is not a time`},
+			{[]string{"--until", "2026-12-31", "--for", "3d"}, "give --until or --for, not both"},
+			{[]string{"--lease", "forever"}, `--lease "forever": it is short or permanent`},
+			{[]string{"--lease", "permanent", "--for", "3d"}, "a permanent lease has no end"},
+		} {
+			_, _, err := r.Run(append([]string{"reserve", "--flavor", "vm.small"}, c.args...)...)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("reserve %s: %v, want %q", strings.Join(c.args, " "), err, c.want)
+			}
+		}
+		var ds []cliDevserver
+		r.JSON(&ds, "ls")
+		if len(ds) != 1 {
+			t.Errorf("after refused reserves there are %d devservers", len(ds))
+		}
+	})
+
 	t.Run("extend moves the lease's end", func(t *testing.T) {
 		stdout, _, err := r.Run("extend", name, "--for", "20d")
 		if err != nil || !strings.Contains(stdout, "The lease of "+name+" now ends") {
@@ -158,6 +193,15 @@ func TestCLIDevservers(t *testing.T) {
 		}
 		if _, _, err := r.Run("extend", name); err == nil || !strings.Contains(err.Error(), "--until") {
 			t.Errorf("extend without a time: %v", err)
+		}
+		if _, _, err := r.Run("extend", name, "--until", "nonsense"); err == nil || !strings.Contains(err.Error(), `--until "nonsense" is not a time`) {
+			t.Errorf("extend --until nonsense: %v", err)
+		}
+		if _, _, err := r.Run("extend", name, "--until", "2020-01-01"); err == nil || !strings.Contains(err.Error(), "is in the past") {
+			t.Errorf("extend --until in the past: %v", err)
+		}
+		if _, _, err := r.Run("extend", name, "--until", "2026-12-31", "--for", "3d"); err == nil || !strings.Contains(err.Error(), "not both") {
+			t.Errorf("extend with --until and --for: %v", err)
 		}
 		r.JSON(&d, "show", name)
 		if !d.Lease.Until.Equal(before) {
@@ -242,6 +286,12 @@ func TestCLIDevservers(t *testing.T) {
 		_, _, err := r.Run("restore", name, "--backup", strconv.FormatInt(backupID, 10))
 		if err == nil || !strings.Contains(err.Error(), "--yes") || !strings.Contains(err.Error(), "overwrites the home") {
 			t.Errorf("restore without --yes and no terminal: %v", err)
+		}
+		if _, _, err := r.Run("restore", name, "--backup", "notanumber", "--yes"); err == nil || !strings.Contains(err.Error(), `invalid argument "notanumber" for "--backup"`) {
+			t.Errorf("restore --backup notanumber: %v", err)
+		}
+		if _, _, err := r.Run("restore", name, "--yes"); err == nil || !strings.Contains(err.Error(), "which backup? add --backup ID") {
+			t.Errorf("restore without --backup: %v", err)
 		}
 		if n := restores(); n != 0 {
 			t.Errorf("a refused restore left %d restores", n)

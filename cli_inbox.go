@@ -47,14 +47,6 @@ func (c *cli) tasksCmd() *cobra.Command {
 					shown = append(shown, t)
 				}
 			}
-			if !c.json && len(shown) == 0 {
-				if all {
-					c.say("No tasks.")
-				} else {
-					c.say(`No open tasks. ("devport tasks --all" lists the done ones too.)`)
-				}
-				return nil
-			}
 			now := c.env.Now()
 			rows := make([][]string, 0, len(shown))
 			for _, t := range shown {
@@ -67,7 +59,11 @@ func (c *cli) tasksCmd() *cobra.Command {
 				}
 				rows = append(rows, []string{strconv.FormatInt(t.ID, 10), state, when(&t.DueAt), t.Title, dash(t.Link)})
 			}
-			return c.output(shown, []string{"ID", "STATE", "DUE", "TITLE", "LINK"}, rows)
+			empty := `No open tasks. ("devport tasks --all" lists the done ones too.)`
+			if all {
+				empty = "No tasks."
+			}
+			return c.listing(shown, empty, []string{"ID", "STATE", "DUE", "TITLE", "LINK"}, rows)
 		},
 	}
 	cmd.Flags().BoolVar(&all, "all", false, "list the done tasks too")
@@ -123,14 +119,6 @@ func (c *cli) inboxCmd() *cobra.Command {
 					shown = append(shown, n)
 				}
 			}
-			if !c.json && len(shown) == 0 {
-				if unread {
-					c.say("No unread notifications.")
-				} else {
-					c.say("Your inbox is empty.")
-				}
-				return nil
-			}
 			rows := make([][]string, 0, len(shown))
 			for _, n := range shown {
 				read := "unread"
@@ -139,7 +127,11 @@ func (c *cli) inboxCmd() *cobra.Command {
 				}
 				rows = append(rows, []string{strconv.FormatInt(n.ID, 10), read, when(&n.CreatedAt), n.Kind, n.Title})
 			}
-			return c.output(shown, []string{"ID", "READ", "WHEN", "KIND", "TITLE"}, rows)
+			empty := "Your inbox is empty."
+			if unread {
+				empty = "No unread notifications."
+			}
+			return c.listing(shown, empty, []string{"ID", "READ", "WHEN", "KIND", "TITLE"}, rows)
 		},
 	}
 	cmd.Flags().BoolVar(&unread, "unread", false, "only the unread ones")

@@ -16,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/devport/devport/store"
 )
 
 // cliRig runs the CLI in-process, as a person would from a terminal,
@@ -415,4 +417,32 @@ func rigAPI(t *testing.T, r *cliRig, token, method, path, body string) (int, str
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
+}
+
+// TestCLIListing: an empty list says so to a person and is [] to a program.
+func TestCLIListing(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	c := &cli{env: cliEnv{Stdout: &stdout, Stderr: &stderr, Now: time.Now}}
+	header := []string{"ID", "STATE"}
+
+	t.Run("an empty list is the line for the person, or [] under --json", func(t *testing.T) {
+		stdout.Reset()
+		if err := c.listing([]store.Backup{}, "vm-1 has no backups yet.", header, nil); err != nil || stdout.String() != "vm-1 has no backups yet.\n" {
+			t.Errorf("listing: %q %v", stdout.String(), err)
+		}
+		stdout.Reset()
+		c.json = true
+		defer func() { c.json = false }()
+		if err := c.listing([]store.Backup{}, "vm-1 has no backups yet.", header, nil); err != nil || stdout.String() != "[]\n" {
+			t.Errorf("listing --json: %q %v", stdout.String(), err)
+		}
+	})
+
+	t.Run("a list with rows is a table under the header", func(t *testing.T) {
+		stdout.Reset()
+		err := c.listing([]store.Backup{{ID: 7, State: "done"}}, "vm-1 has no backups yet.", header, [][]string{{"7", "done"}})
+		if got := strings.Fields(stdout.String()); err != nil || strings.Join(got, " ") != "ID STATE 7 done" {
+			t.Errorf("listing: %q %v", stdout.String(), err)
+		}
+	})
 }

@@ -1,14 +1,11 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"database/sql"
 	"encoding/json"
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 )
@@ -22,18 +19,7 @@ func TestDrainSurvivesKill(t *testing.T) {
 		t.Skip("in the child")
 	}
 	dir := t.TempDir()
-	newToken := func(email string, roles ...string) string {
-		args := []string{"devport", "token", "create", "--user", email, "--data-dir", dir}
-		for _, r := range roles {
-			args = append(args, "--role", r)
-		}
-		var out bytes.Buffer
-		if err := run(context.Background(), args, func(string) string { return "" }, &out); err != nil {
-			t.Fatal(err)
-		}
-		lines := strings.Fields(strings.TrimSpace(out.String()))
-		return lines[len(lines)-1]
-	}
+	newToken := tokenMaker(t, "--data-dir", dir)
 	admin := newToken("admin@example.com", "admin")
 	owners := []string{newToken("ann@example.com"), newToken("bob@example.com"), newToken("cai@example.com")}
 	// Every fleet call takes 150 ms: a drain of 15 devservers, 2 at a time,
@@ -44,18 +30,7 @@ func TestDrainSurvivesKill(t *testing.T) {
 	names := reserveReady(t, p, admin, owners, 15)
 	p.api(t, admin, "POST", "/api/v1/regions/prn/drain", `{"reason":"kill drill","max_parallel":2}`, http.StatusAccepted)
 
-	moved := func() int {
-		n := 0
-		for _, name := range names {
-			var d struct{ Region, State string }
-			_ = json.Unmarshal(p.api(t, admin, "GET", "/api/v1/devservers/"+name, "", http.StatusOK), &d)
-			if d.Region != "prn" && d.State == "ready" {
-				n++
-			}
-		}
-		return n
-	}
-	within(t, 60*time.Second, "the drain to be under way", func() bool { n := moved(); return n >= 2 && n < 15 })
+	within(t, 60*time.Second, "the drain to be under way", func() bool { n := p.movedOutOfPRN(t, admin, names); return n >= 2 && n < 15 })
 	p.kill()
 
 	p = startCrashPortal(t, dir, slow)
@@ -85,20 +60,9 @@ func TestDrainSurvivesKill(t *testing.T) {
 			}
 			rows.Close()
 		}
-		t.Logf("the restarted portal's log:\n%s", p.logs.String())
+		t.Logf("the restarted portal's log:\n%s", p.log())
 	}()
-	within(t, 60*time.Second, "the drain to finish after the restart", func() bool {
-		var regions struct {
-			Items []struct{ Code, Status string }
-		}
-		_ = json.Unmarshal(p.api(t, admin, "GET", "/api/v1/regions", "", http.StatusOK), &regions)
-		for _, r := range regions.Items {
-			if r.Code == "prn" {
-				return r.Status == "drained"
-			}
-		}
-		return false
-	})
+	within(t, 60*time.Second, "the drain to finish after the restart", func() bool { return p.prnDrained(t, admin) })
 	p.kill()
 
 	db, err := sql.Open("sqlite3", "file:"+filepath.Join(dir, "devport.db")+"?mode=ro&_busy_timeout=5000")
@@ -140,6 +104,35 @@ FROM devservers d JOIN hosts h ON h.id = d.host_id LEFT JOIN sim_instances i ON 
 	if n := count(`SELECT COALESCE(SUM(used_cpus), 0) FROM hosts WHERE region = 'prn'`); n != 0 {
 		t.Errorf("prn's hosts still have %d CPUs in use", n)
 	}
+}
+
+// movedOutOfPRN is how many of the devservers names are ready in another region.
+func (p *crashPortal) movedOutOfPRN(t *testing.T, admin string, names []string) int {
+	t.Helper()
+	n := 0
+	for _, name := range names {
+		var d struct{ Region, State string }
+		_ = json.Unmarshal(p.api(t, admin, "GET", "/api/v1/devservers/"+name, "", http.StatusOK), &d)
+		if d.Region != "prn" && d.State == "ready" {
+			n++
+		}
+	}
+	return n
+}
+
+// prnDrained tells whether the portal says region prn is drained.
+func (p *crashPortal) prnDrained(t *testing.T, admin string) bool {
+	t.Helper()
+	var regions struct {
+		Items []struct{ Code, Status string }
+	}
+	_ = json.Unmarshal(p.api(t, admin, "GET", "/api/v1/regions", "", http.StatusOK), &regions)
+	for _, r := range regions.Items {
+		if r.Code == "prn" {
+			return r.Status == "drained"
+		}
+	}
+	return false
 }
 
 // reserveReady reserves n vm.small devservers in prn through the API, the

@@ -252,6 +252,38 @@ func TestMigrateData(t *testing.T) {
 				t.Errorf("the missing source was created: %v", err)
 			}
 		})
+		t.Run("a source that is not a devport SQLite database", func(t *testing.T) {
+			dst := storetest.PostgresURL(t)
+			notDB := filepath.Join(t.TempDir(), "notes.txt")
+			empty := filepath.Join(t.TempDir(), "empty.db")
+			for path, text := range map[string]string{notDB: "these are notes, not a database\n", empty: ""} {
+				if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, c := range []struct {
+				what, from string
+				wants      []string
+			}{
+				{"a directory", t.TempDir(), []string{"is a directory, not a SQLite database", "nothing was copied"}},
+				{"an empty sqlite: URL", "sqlite:", []string{`--from "sqlite:" is not a SQLite file or sqlite:PATH`}},
+				{"a text file", notDB, []string{notDB + ": file is not a database", "nothing was copied"}},
+				{"an empty SQLite database", empty, []string{empty + " is not a devport database", "nothing was copied"}},
+			} {
+				t.Run(c.what, func(t *testing.T) {
+					expect(t, migrateData("--from", c.from, "--database-url", dst), c.wants...)
+				})
+			}
+			if now := countPG(t, dst); now != "0 tables, 0 users" {
+				t.Errorf("destination now has %s", now)
+			}
+			if b, err := os.ReadFile(notDB); err != nil || string(b) != "these are notes, not a database\n" {
+				t.Errorf("the source changed: %q %v", b, err)
+			}
+			if st, err := os.Stat(empty); err != nil || st.Size() != 0 {
+				t.Errorf("the empty source changed: %v %v", st, err)
+			}
+		})
 		t.Run("an unreachable database", func(t *testing.T) {
 			expect(t, migrateData("--data-dir", dir, "--database-url", "postgres://devport:hunter2secret@127.0.0.1:1/devport?sslmode=disable"), "127.0.0.1:1", "refused")
 			err := migrateData("--data-dir", dir, "--database-url", "postgres://devport:hunter2secret@127.0.0.1:1/devport?sslmode=disable")

@@ -1,20 +1,13 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -49,65 +42,13 @@ func TestReplicaChild(t *testing.T) {
 	}
 }
 
-// replicaProcess is a portal replica in its own process.
-type replicaProcess struct {
-	*crashPortal
-	mu   sync.Mutex
-	logs bytes.Buffer
-	id   string
-}
-
-func (p *replicaProcess) log() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.logs.String()
-}
-
-var replicaIDLine = regexp.MustCompile(`replica=(\S+)`)
-
-func startReplica(t *testing.T, dir, dbURL, backups, latency string) *replicaProcess {
+// startReplica starts a replica of the portal on the PostgreSQL database
+// dbURL and waits until it logged its replica ID.
+func startReplica(t *testing.T, dir, dbURL, backups, latency string) *crashPortal {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestReplicaChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), replicaChildDir+"="+dir, replicaChildDB+"="+dbURL, replicaChildBackups+"="+backups, replicaChildLatency+"="+latency)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = cmd.Stdout
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &replicaProcess{crashPortal: &crashPortal{cmd: cmd, logs: &bytes.Buffer{}}}
-	listening := make(chan string, 1)
-	id := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		sc.Buffer(make([]byte, 64*1024), 1<<20)
-		for sc.Scan() {
-			line := sc.Text()
-			if u, ok := strings.CutPrefix(line, "devport listening on "); ok {
-				listening <- u
-			}
-			if strings.Contains(line, "msg=Serving") {
-				if m := replicaIDLine.FindStringSubmatch(line); m != nil {
-					id <- m[1]
-				}
-			}
-			p.mu.Lock()
-			p.logs.WriteString(line + "\n")
-			p.mu.Unlock()
-		}
-		_, _ = io.Copy(io.Discard, out)
-	}()
-	t.Cleanup(func() { p.kill() })
+	p := startChildPortal(t, "TestReplicaChild", []string{replicaChildDir + "=" + dir, replicaChildDB + "=" + dbURL, replicaChildBackups + "=" + backups, replicaChildLatency + "=" + latency})
 	select {
-	case p.URL = <-listening:
-	case <-time.After(60 * time.Second):
-		p.kill()
-		t.Fatalf("the replica did not listen within 60 s:\n%s", p.log())
-	}
-	select {
-	case p.id = <-id:
+	case p.id = <-p.ids:
 	case <-time.After(10 * time.Second):
 		t.Fatalf("the replica did not log its replica ID:\n%s", p.log())
 	}
@@ -149,23 +90,12 @@ func TestDrainSurvivesReplicaKill(t *testing.T) {
 	ctx := context.Background()
 	dbURL := storetest.PostgresURL(t)
 	dirA, dirB, backups := t.TempDir(), t.TempDir(), t.TempDir()
-	newToken := func(email string, roles ...string) string {
-		args := []string{"devport", "token", "create", "--user", email, "--data-dir", dirA, "--database-url", dbURL}
-		for _, r := range roles {
-			args = append(args, "--role", r)
-		}
-		var out bytes.Buffer
-		if err := run(ctx, args, func(string) string { return "" }, &out); err != nil {
-			t.Fatal(err)
-		}
-		lines := strings.Fields(strings.TrimSpace(out.String()))
-		return lines[len(lines)-1]
-	}
+	newToken := tokenMaker(t, "--data-dir", dirA, "--database-url", dbURL)
 	admin := newToken("admin@example.com", "admin")
 	owners := []string{newToken("ann@example.com"), newToken("bob@example.com"), newToken("cai@example.com")}
 
 	a := startReplica(t, dirA, dbURL, backups, "150ms")
-	names := reserveReady(t, a.crashPortal, admin, owners, 15)
+	names := reserveReady(t, a, admin, owners, 15)
 	a.api(t, admin, "POST", "/api/v1/regions/prn/drain", `{"reason":"replica kill drill","max_parallel":2}`, http.StatusAccepted)
 
 	db, err := store.OpenWithoutMigrating(ctx, store.Options{URL: dbURL, MaxConns: 4, ReadConns: 2, Log: slog.New(slog.DiscardHandler)})
@@ -181,18 +111,7 @@ func TestDrainSurvivesReplicaKill(t *testing.T) {
 		}
 		return n
 	}
-	moved := func(p *replicaProcess) int {
-		n := 0
-		for _, name := range names {
-			var d struct{ Region, State string }
-			_ = json.Unmarshal(p.api(t, admin, "GET", "/api/v1/devservers/"+name, "", http.StatusOK), &d)
-			if d.Region != "prn" && d.State == "ready" {
-				n++
-			}
-		}
-		return n
-	}
-	within(t, 60*time.Second, "the drain to be under way", func() bool { n := moved(a); return n >= 2 && n < 15 })
+	within(t, 60*time.Second, "the drain to be under way", func() bool { n := a.movedOutOfPRN(t, admin, names); return n >= 2 && n < 15 })
 
 	copySecrets(t, dirA, dirB)
 	b := startReplica(t, dirB, dbURL, backups, "150ms")
@@ -218,18 +137,7 @@ func TestDrainSurvivesReplicaKill(t *testing.T) {
 			t.Logf("replica B's log:\n%s", b.log())
 		}
 	}()
-	within(t, 60*time.Second, "replica B to finish the drain", func() bool {
-		var regions struct {
-			Items []struct{ Code, Status string }
-		}
-		_ = json.Unmarshal(b.api(t, admin, "GET", "/api/v1/regions", "", http.StatusOK), &regions)
-		for _, r := range regions.Items {
-			if r.Code == "prn" {
-				return r.Status == "drained"
-			}
-		}
-		return false
-	})
+	within(t, 60*time.Second, "replica B to finish the drain", func() bool { return b.prnDrained(t, admin) })
 	if want := fmt.Sprintf("Requeued %d jobs of stopped replica %s", orphans, a.id); !strings.Contains(b.log(), "Requeued") || !strings.Contains(b.log(), a.id) {
 		t.Errorf("replica B's log does not say %q", want)
 	}

@@ -12,7 +12,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -48,15 +50,35 @@ func TestRunbookCrashChild(t *testing.T) {
 
 // crashPortal is a portal in its own process, which the test can kill.
 type crashPortal struct {
-	cmd  *exec.Cmd
-	URL  string
-	logs *bytes.Buffer
+	cmd *exec.Cmd
+	URL string
+	id  string // the replica ID it logged, once startReplica waited for it
+	ids chan string
+
+	mu   sync.Mutex // the reader goroutine appends to logs while the test reads them
+	logs bytes.Buffer
+}
+
+func (p *crashPortal) log() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.logs.String()
 }
 
 func startCrashPortal(t *testing.T, dir string, env ...string) *crashPortal {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestRunbookCrashChild$", "-test.count=1")
-	cmd.Env = append(append(os.Environ(), crashChildDir+"="+dir), env...)
+	return startChildPortal(t, "TestRunbookCrashChild", append([]string{crashChildDir + "=" + dir}, env...))
+}
+
+// replicaIDLine finds the replica ID in the portal's "Serving" log line.
+var replicaIDLine = regexp.MustCompile(`replica=(\S+)`)
+
+// startChildPortal runs this test binary again, running only the test named
+// child with env added, and waits until that portal listens.
+func startChildPortal(t *testing.T, child string, env []string) *crashPortal {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^"+child+"$", "-test.count=1")
+	cmd.Env = append(os.Environ(), env...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -65,7 +87,7 @@ func startCrashPortal(t *testing.T, dir string, env ...string) *crashPortal {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &crashPortal{cmd: cmd, logs: &bytes.Buffer{}}
+	p := &crashPortal{cmd: cmd, ids: make(chan string, 1)}
 	listening := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(out)
@@ -75,7 +97,17 @@ func startCrashPortal(t *testing.T, dir string, env ...string) *crashPortal {
 			if u, ok := strings.CutPrefix(line, "devport listening on "); ok {
 				listening <- u
 			}
+			if strings.Contains(line, "msg=Serving") {
+				if m := replicaIDLine.FindStringSubmatch(line); m != nil {
+					select {
+					case p.ids <- m[1]:
+					default:
+					}
+				}
+			}
+			p.mu.Lock()
 			p.logs.WriteString(line + "\n")
+			p.mu.Unlock()
 		}
 		_, _ = io.Copy(io.Discard, out)
 	}()
@@ -84,9 +116,28 @@ func startCrashPortal(t *testing.T, dir string, env ...string) *crashPortal {
 	case p.URL = <-listening:
 	case <-time.After(60 * time.Second):
 		p.kill()
-		t.Fatalf("the portal process did not listen within 60 s:\n%s", p.logs.String())
+		t.Fatalf("the portal process did not listen within 60 s:\n%s", p.log())
 	}
 	return p
+}
+
+// tokenMaker creates people with roles and a token each, as "devport token
+// create" does on the server host; flags name the data directory (and the
+// database).
+func tokenMaker(t *testing.T, flags ...string) func(email string, roles ...string) string {
+	return func(email string, roles ...string) string {
+		t.Helper()
+		args := append([]string{"devport", "token", "create", "--user", email}, flags...)
+		for _, r := range roles {
+			args = append(args, "--role", r)
+		}
+		var out bytes.Buffer
+		if err := run(context.Background(), args, func(string) string { return "" }, &out); err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Fields(strings.TrimSpace(out.String()))
+		return lines[len(lines)-1]
+	}
 }
 
 // kill ends the process with SIGKILL: no shutdown, nothing flushed.
@@ -140,18 +191,7 @@ func TestRunbookSurvivesKill(t *testing.T) {
 		t.Skip("in the child")
 	}
 	dir := t.TempDir()
-	newToken := func(email string, roles ...string) string {
-		args := []string{"devport", "token", "create", "--user", email, "--data-dir", dir}
-		for _, r := range roles {
-			args = append(args, "--role", r)
-		}
-		var out bytes.Buffer
-		if err := run(context.Background(), args, func(string) string { return "" }, &out); err != nil {
-			t.Fatal(err)
-		}
-		lines := strings.Fields(strings.TrimSpace(out.String()))
-		return lines[len(lines)-1]
-	}
+	newToken := tokenMaker(t, "--data-dir", dir)
 	token := newToken("admin@example.com", "admin")
 	bob := newToken("bob@example.com")
 
