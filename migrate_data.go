@@ -28,9 +28,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/pressly/goose/v3"
-	"github.com/riverqueue/river/riverdriver/riverpgxv5"
-	"github.com/riverqueue/river/rivermigrate"
 
+	"github.com/devport/devport/jobs"
 	"github.com/devport/devport/migrations"
 	"github.com/devport/devport/store"
 )
@@ -74,17 +73,9 @@ func migrateData(ctx context.Context, args []string, getenv func(string) string,
 		return fmt.Errorf("migrate-data: destination %s: %w; nothing was copied", store.RedactURL(c.DatabaseURL), err)
 	}
 	defer dst.Close()
-	// River's tables (the jobs that had not finished move over). The jobs
-	// package applies the same migrations when a portal starts; they are
-	// idempotent and run under the migration lock.
-	if err := dst.WithMigrationLock(ctx, func(ctx context.Context) error {
-		mig, err := rivermigrate.New(riverpgxv5.New(dst.Pool()), nil)
-		if err != nil {
-			return err
-		}
-		_, err = mig.Migrate(ctx, rivermigrate.DirectionUp, nil)
-		return err
-	}); err != nil {
+	// River's tables (the jobs that had not finished move over), as a
+	// portal creates them at start.
+	if err := jobs.MigrateQueue(ctx, dst, slog.New(slog.DiscardHandler)); err != nil {
 		return fmt.Errorf("migrate-data: destination %s: job queue tables: %w; nothing was copied", store.RedactURL(c.DatabaseURL), err)
 	}
 

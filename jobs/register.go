@@ -119,14 +119,9 @@ func New(ctx context.Context, opts Options) (*Runner, error) {
 		opts.ReplicaID = NewReplicaID()
 	}
 	log := opts.Log.With("component", "jobs")
-	var engine engineClient
-	if opts.Store.Engine() == store.Postgres {
-		engine = newEngineClient(riverpgxv5.New(opts.Store.Pool()), func(tx *store.Tx, fn func(pgx.Tx) error) error { return tx.River(fn) })
-	} else {
-		engine = newEngineClient(riversqlite.New(opts.Store.WriteDB()), func(tx *store.Tx, fn func(*sql.Tx) error) error { return fn(tx.SQLTx()) })
-	}
-	if err := opts.Store.WithMigrationLock(ctx, func(ctx context.Context) error { return engine.migrate(ctx, log) }); err != nil {
-		return nil, fmt.Errorf("jobs: migrate: %w", err)
+	engine := engineFor(opts.Store)
+	if err := migrateQueue(ctx, opts.Store, engine, log); err != nil {
+		return nil, err
 	}
 	if err := prepareRunbooks(ctx, opts.Store, log); err != nil {
 		return nil, fmt.Errorf("jobs: %w", err)
@@ -361,6 +356,28 @@ type riverClient interface {
 type engineClient struct {
 	migrate   func(ctx context.Context, log *slog.Logger) error
 	newClient func(cfg *river.Config) (riverClient, func(context.Context, *store.Tx, river.JobArgs, *river.InsertOpts) error, error)
+}
+
+// engineFor is River's migrator and client for the store's engine.
+func engineFor(s *store.Store) engineClient {
+	if s.Engine() == store.Postgres {
+		return newEngineClient(riverpgxv5.New(s.Pool()), func(tx *store.Tx, fn func(pgx.Tx) error) error { return tx.River(fn) })
+	}
+	return newEngineClient(riversqlite.New(s.WriteDB()), func(tx *store.Tx, fn func(*sql.Tx) error) error { return fn(tx.SQLTx()) })
+}
+
+// MigrateQueue creates or upgrades River's job tables in the store's
+// database, under the store's migration lock, as a portal does at start
+// (devport migrate-data needs them before it moves jobs).
+func MigrateQueue(ctx context.Context, s *store.Store, log *slog.Logger) error {
+	return migrateQueue(ctx, s, engineFor(s), log)
+}
+
+func migrateQueue(ctx context.Context, s *store.Store, engine engineClient, log *slog.Logger) error {
+	if err := s.WithMigrationLock(ctx, func(ctx context.Context) error { return engine.migrate(ctx, log) }); err != nil {
+		return fmt.Errorf("jobs: migrate: %w", err)
+	}
+	return nil
 }
 
 // newEngineClient is engineClient over driver; lend hands fn the River
